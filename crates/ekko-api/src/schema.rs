@@ -1,0 +1,200 @@
+//! Types and resolvers of the ekko v2 schema. Names follow Munic: snake_case as in the v2
+//! examples (`account(id: "me") { full_name }`, `account_update(full_name:)`), camelCase where
+//! getting-started.txt uses it (`deviceNotifications(deviceIds:)`, `deviceId`), and the camelCase
+//! aliases of the `master` reference on `Account`.
+
+use async_graphql::{Context, ID, Interface, Json, Object, Result, SimpleObject, Subscription as SubscriptionAttr};
+use ekko_core::account::Account;
+use ekko_core::fields::Field;
+use ekko_core::notification::DeviceNotification;
+use ekko_core::ports::BusItem;
+use ekko_core::time::{Timestamp, rfc3339};
+use ekko_core::track::Track as DomainTrack;
+use ekko_core::{Caller, Ekko};
+use futures::{Stream, StreamExt};
+
+use crate::errors::to_graphql;
+use crate::{RequestAuth, SubscriptionReady};
+
+fn caller<'a>(ctx: &'a Context<'_>) -> Option<&'a Caller> {
+    ctx.data_opt::<RequestAuth>().and_then(|a| a.0.as_ref())
+}
+
+fn ekko<'a>(ctx: &'a Context<'_>) -> &'a Ekko {
+    ctx.data_unchecked::<Ekko>()
+}
+
+// ---------------------------------------------------------------- Account
+
+pub struct AccountObject(Account);
+
+#[Object(name = "Account")]
+impl AccountObject {
+    /// The account's UUID (the `user.uid` of its access tokens).
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn email(&self) -> &str {
+        &self.0.email
+    }
+    #[graphql(name = "full_name")]
+    async fn full_name(&self) -> &str {
+        &self.0.full_name
+    }
+    /// Alias of `full_name` (the `master` schema's spelling).
+    #[graphql(name = "fullName")]
+    async fn full_name_camel(&self) -> &str {
+        &self.0.full_name
+    }
+    /// RFC 3339 UTC.
+    #[graphql(name = "created_at")]
+    async fn created_at(&self) -> String {
+        rfc3339(&self.0.created_at)
+    }
+    #[graphql(name = "createdAt")]
+    async fn created_at_camel(&self) -> String {
+        rfc3339(&self.0.created_at)
+    }
+    #[graphql(name = "updated_at")]
+    async fn updated_at(&self) -> String {
+        rfc3339(&self.0.updated_at)
+    }
+    #[graphql(name = "updatedAt")]
+    async fn updated_at_camel(&self) -> String {
+        rfc3339(&self.0.updated_at)
+    }
+}
+
+// ---------------------------------------------------------------- Tracks
+
+/// A position with the time it was recorded.
+#[derive(SimpleObject, Clone)]
+#[graphql(name = "Coordinates")]
+pub struct CoordinatesObject {
+    /// Latitude, WGS-84 degrees.
+    lat: f64,
+    /// Longitude, WGS-84 degrees.
+    lng: f64,
+    /// When the device recorded this position (RFC 3339 UTC, milliseconds).
+    time: String,
+}
+
+/// One named value of a track, in Munic units (see the field table in the README).
+#[derive(SimpleObject, Clone)]
+#[graphql(name = "TrackField")]
+pub struct TrackFieldObject {
+    /// Munic field name, e.g. GPS_SPEED.
+    name: String,
+    /// The value: an integer, float, boolean or string.
+    value: Json<serde_json::Value>,
+    /// The record's position, or null when the device had no fix.
+    coordinates: Option<CoordinatesObject>,
+}
+
+/// What a device recorded at one instant.
+#[derive(SimpleObject, Clone)]
+#[graphql(name = "Track")]
+pub struct TrackObject {
+    /// The device's IMEI.
+    #[graphql(name = "deviceId")]
+    device_id: ID,
+    /// The track's id.
+    id: ID,
+    /// When the device recorded it (RFC 3339 UTC).
+    #[graphql(name = "recorded_at")]
+    recorded_at: String,
+    /// When Ekko received it (RFC 3339 UTC).
+    #[graphql(name = "received_at")]
+    received_at: String,
+    coordinates: Option<CoordinatesObject>,
+    fields: Vec<TrackFieldObject>,
+}
+
+fn coordinates(t: &DomainTrack, at: &Timestamp) -> Option<CoordinatesObject> {
+    t.coordinates.map(|c| CoordinatesObject { lat: c.lat, lng: c.lng, time: rfc3339(at) })
+}
+
+impl From<&DomainTrack> for TrackObject {
+    fn from(t: &DomainTrack) -> Self {
+        let coords = coordinates(t, &t.recorded_at);
+        TrackObject {
+            device_id: ID(t.imei.to_string()),
+            id: ID(t.id.to_string()),
+            recorded_at: rfc3339(&t.recorded_at),
+            received_at: rfc3339(&t.received_at),
+            coordinates: coords.clone(),
+            fields: t
+                .fields
+                .iter()
+                .map(|f: &Field| TrackFieldObject { name: f.name.clone(), value: Json(f.value.to_json()), coordinates: coords.clone() })
+                .collect(),
+        }
+    }
+}
+
+/// Anything that happened to a device. Use `... on Track { }` to select a kind.
+#[derive(Interface, Clone)]
+#[graphql(name = "DeviceNotification", field(name = "device_id", ty = "&ID"))]
+pub enum DeviceNotificationObject {
+    Track(TrackObject),
+}
+
+impl From<&DeviceNotification> for DeviceNotificationObject {
+    fn from(n: &DeviceNotification) -> Self {
+        match n {
+            DeviceNotification::Track(t) => DeviceNotificationObject::Track(t.into()),
+        }
+    }
+}
+
+// ---------------------------------------------------------------- roots
+
+pub struct Query;
+
+#[Object]
+impl Query {
+    /// An account. Omit `id`, or pass `"me"`, for the caller's own account.
+    async fn account(&self, ctx: &Context<'_>, id: Option<ID>) -> Result<AccountObject> {
+        ekko(ctx).account(caller(ctx), id.as_ref().map(|i| i.as_str())).await.map(AccountObject).map_err(to_graphql)
+    }
+}
+
+pub struct Mutation;
+
+#[Object]
+impl Mutation {
+    /// Changes the caller's own account.
+    #[graphql(name = "account_update")]
+    async fn account_update(&self, ctx: &Context<'_>, #[graphql(name = "full_name")] full_name: String) -> Result<AccountObject> {
+        ekko(ctx).update_own_full_name(caller(ctx), &full_name).await.map(AccountObject).map_err(to_graphql)
+    }
+}
+
+pub struct Subscription;
+
+#[SubscriptionAttr]
+impl Subscription {
+    /// Live notifications of the given devices (IMEIs). Every id must be a device you can see;
+    /// otherwise the whole subscription is refused with an error naming the others.
+    #[graphql(name = "deviceNotifications")]
+    async fn device_notifications(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(name = "deviceIds")] device_ids: Vec<ID>,
+    ) -> Result<impl Stream<Item = Result<DeviceNotificationObject>> + use<>> {
+        let ids: Vec<String> = device_ids.into_iter().map(|i| i.0).collect();
+        let stream = ekko(ctx).subscribe_devices(caller(ctx), &ids).await.map_err(to_graphql)?;
+        if let Some(ready) = ctx.data_opt::<SubscriptionReady>() {
+            ready.fire();
+        }
+        Ok(stream
+            .map(|item| match item {
+                BusItem::Notification(n) => Ok(DeviceNotificationObject::from(n.as_ref())),
+                BusItem::Overflowed => Err(ekko_core::DomainError::Internal(
+                    "this subscription fell too far behind the device's data and was stopped; subscribe again".into(),
+                ))
+                .map_err(to_graphql),
+            }))
+        // The bus ends the stream right after `Overflowed`, so the error is the last item.
+    }
+}

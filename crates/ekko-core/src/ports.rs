@@ -1,0 +1,94 @@
+//! Ports: the interfaces the domain needs from the outside world.
+//! Adapters implement them (`ekko-store` for [`Store`], `ekko-bus` for [`Bus`]).
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::Stream;
+
+use crate::account::Account;
+use crate::device::Device;
+use crate::error::StoreError;
+use crate::ids::{AccountId, Imei};
+use crate::notification::DeviceNotification;
+use crate::time::Timestamp;
+use crate::track::{Track, TrackRecord};
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A refresh token as stored: only its SHA-256 hash is kept.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RefreshTokenRecord {
+    pub token_hash: String,
+    /// All tokens descended from one grant share a family; reuse revokes the family.
+    pub family: String,
+    pub account: AccountId,
+    pub scope: String,
+    pub created_at: Timestamp,
+}
+
+/// What happened when a refresh token was presented for rotation.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RotateOutcome {
+    /// The token was active; it is now spent and `new` is stored in its place.
+    Rotated { account: AccountId, scope: String },
+    /// The token was already spent (or revoked): its whole family has now been revoked.
+    Reused,
+    /// No such token.
+    Unknown,
+}
+
+/// Durable storage. Every write returns only once it is durable.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // Accounts
+    async fn insert_account(&self, account: &Account) -> StoreResult<()>;
+    async fn account_by_id(&self, id: AccountId) -> StoreResult<Option<Account>>;
+    async fn account_by_email(&self, normalized_email: &str) -> StoreResult<Option<Account>>;
+    async fn update_account_full_name(
+        &self,
+        id: AccountId,
+        full_name: &str,
+        updated_at: Timestamp,
+    ) -> StoreResult<Option<Account>>;
+
+    // Devices
+    async fn insert_device(&self, device: &Device) -> StoreResult<()>;
+    async fn device_by_imei(&self, imei: &Imei) -> StoreResult<Option<Device>>;
+
+    // Tracks
+    async fn insert_track(&self, record: &TrackRecord, received_at: Timestamp) -> StoreResult<Track>;
+    async fn recent_tracks(&self, imei: &Imei, limit: u32) -> StoreResult<Vec<Track>>;
+
+    // Refresh tokens
+    async fn insert_refresh_token(&self, token: &RefreshTokenRecord) -> StoreResult<()>;
+    /// Atomically: if `presented_hash` is active, mark it spent and store `replacement`
+    /// (same family); if it is spent, revoke its whole family. Two concurrent rotations of one
+    /// token: exactly one gets `Rotated`.
+    async fn rotate_refresh_token(
+        &self,
+        presented_hash: &str,
+        replacement: &RefreshTokenRecord,
+    ) -> StoreResult<RotateOutcome>;
+}
+
+/// One item a bus subscription yields.
+#[derive(Clone, Debug)]
+pub enum BusItem {
+    Notification(Arc<DeviceNotification>),
+    /// The subscriber fell so far behind that its bounded queue filled: it has been dropped
+    /// from the bus, and the stream ends after this item.
+    Overflowed,
+}
+
+pub type BusStream = Pin<Box<dyn Stream<Item = BusItem> + Send>>;
+
+/// Live fan-out of notifications from ingestion to subscribers.
+pub trait Bus: Send + Sync + 'static {
+    /// Never blocks: a subscriber whose queue is full is dropped, not waited for.
+    fn publish(&self, notification: Arc<DeviceNotification>);
+    /// Registers interest in `devices` *before returning*: anything published after this call
+    /// returns is delivered. Dropping the stream unsubscribes.
+    fn subscribe(&self, devices: &[Imei]) -> BusStream;
+}

@@ -1,0 +1,192 @@
+//! The domain service: the functions every transport (GraphQL, Phoenix, gateway, CLI) calls.
+//! Authorization is decided here and nowhere else.
+
+use std::sync::Arc;
+
+use crate::account::{Account, normalize_email, validate_full_name};
+use crate::device::Device;
+use crate::error::DomainError;
+use crate::ids::{AccountId, Imei};
+use crate::notification::DeviceNotification;
+use crate::ports::{Bus, BusStream, Store};
+use crate::time::now_ms;
+use crate::track::{MAX_FIELDS_PER_RECORD, Track, TrackRecord};
+
+/// Who is calling: an authenticated account and the scopes its token grants.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Caller {
+    pub account: AccountId,
+    pub scopes: Vec<String>,
+}
+
+/// Most devices one subscription may name.
+pub const MAX_DEVICES_PER_SUBSCRIPTION: usize = 1000;
+
+/// The domain, wired to its adapters. Cheap to clone.
+#[derive(Clone)]
+pub struct Ekko {
+    store: Arc<dyn Store>,
+    bus: Arc<dyn Bus>,
+}
+
+fn require(caller: Option<&Caller>) -> Result<&Caller, DomainError> {
+    caller.ok_or_else(|| {
+        DomainError::Unauthenticated(
+            "authentication required: send 'Authorization: Bearer <access token>' (get one from POST /oauth/token)"
+                .into(),
+        )
+    })
+}
+
+impl Ekko {
+    pub fn new(store: Arc<dyn Store>, bus: Arc<dyn Bus>) -> Self {
+        Ekko { store, bus }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    // ---- accounts ----
+
+    /// Creates an account. `password_hash` is already an argon2id PHC string (Connect hashes).
+    pub async fn create_account(&self, email: &str, full_name: &str, password_hash: String) -> Result<Account, DomainError> {
+        let email = normalize_email(email)?;
+        let full_name = validate_full_name(full_name)?;
+        let now = now_ms();
+        let account = Account { id: AccountId::new_random(), email, full_name, password_hash, created_at: now, updated_at: now };
+        match self.store.insert_account(&account).await {
+            Ok(()) => Ok(account),
+            Err(crate::error::StoreError::Conflict(_)) => {
+                Err(DomainError::Conflict(format!("an account with email {} already exists", account.email)))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// For Connect's password grant: the account behind an email, if any. Not an API call.
+    pub async fn account_for_sign_in(&self, email: &str) -> Result<Option<Account>, DomainError> {
+        let Ok(email) = normalize_email(email) else { return Ok(None) };
+        Ok(self.store.account_by_email(&email).await?)
+    }
+
+    /// For Connect's refresh grant and token checks: an account by id. Not an API call.
+    pub async fn account_by_id(&self, id: AccountId) -> Result<Option<Account>, DomainError> {
+        Ok(self.store.account_by_id(id).await?)
+    }
+
+    /// `account(id)`: `None` or `"me"` is the caller. Other accounts are invisible for now
+    /// (groups and roles widen this), and invisible means "not found", not "forbidden", so that
+    /// ids cannot be probed.
+    pub async fn account(&self, caller: Option<&Caller>, id: Option<&str>) -> Result<Account, DomainError> {
+        let caller = require(caller)?;
+        let target = match id.map(str::trim) {
+            None | Some("me") | Some("") => caller.account,
+            Some(other) => AccountId::parse(other)?,
+        };
+        let not_found = || DomainError::NotFound(format!("no account {target} visible to you"));
+        if target != caller.account {
+            return Err(not_found());
+        }
+        self.store.account_by_id(target).await?.ok_or_else(not_found)
+    }
+
+    /// `account_update`: the caller edits their own account.
+    pub async fn update_own_full_name(&self, caller: Option<&Caller>, full_name: &str) -> Result<Account, DomainError> {
+        let caller = require(caller)?;
+        let full_name = validate_full_name(full_name)?;
+        self.store
+            .update_account_full_name(caller.account, &full_name, now_ms())
+            .await?
+            .ok_or_else(|| DomainError::NotFound("your account no longer exists".into()))
+    }
+
+    // ---- devices ----
+
+    /// Registers a device for the account with `owner_email` (an administrator's operation).
+    pub async fn create_device(&self, imei: &str, owner_email: &str) -> Result<Device, DomainError> {
+        let imei = Imei::parse(imei)?;
+        let email = normalize_email(owner_email)?;
+        let owner = self
+            .store
+            .account_by_email(&email)
+            .await?
+            .ok_or_else(|| DomainError::NotFound(format!("no account with email {email}")))?;
+        let device = Device { imei, owner: owner.id, created_at: now_ms() };
+        match self.store.insert_device(&device).await {
+            Ok(()) => Ok(device),
+            Err(crate::error::StoreError::Conflict(_)) => {
+                Err(DomainError::Conflict(format!("device {} is already registered", device.imei)))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Can `caller` see this device? Unknown and foreign devices look the same to the caller.
+    async fn visible_device(&self, caller: &Caller, imei: &Imei) -> Result<bool, DomainError> {
+        Ok(matches!(self.store.device_by_imei(imei).await?, Some(d) if d.owner == caller.account))
+    }
+
+    // ---- ingestion ----
+
+    /// Stores a record from a device durably, then publishes it. The caller (a gateway)
+    /// acknowledges to the device only after this returns `Ok`.
+    pub async fn ingest_track(&self, record: TrackRecord) -> Result<Track, DomainError> {
+        if record.fields.len() > MAX_FIELDS_PER_RECORD {
+            return Err(DomainError::invalid("fields", format!("a record may carry at most {MAX_FIELDS_PER_RECORD} fields")));
+        }
+        if self.store.device_by_imei(&record.imei).await?.is_none() {
+            return Err(DomainError::NotFound(format!(
+                "device {} is not registered; register it first (ekko device create --imei {} --account EMAIL)",
+                record.imei, record.imei
+            )));
+        }
+        let track = self.store.insert_track(&record, now_ms()).await?;
+        self.bus.publish(Arc::new(DeviceNotification::Track(track.clone())));
+        Ok(track)
+    }
+
+    /// The latest tracks of a device the caller can see, newest first.
+    pub async fn recent_tracks(&self, caller: Option<&Caller>, imei: &str, limit: u32) -> Result<Vec<Track>, DomainError> {
+        let caller = require(caller)?;
+        let imei = Imei::parse(imei)?;
+        if !self.visible_device(caller, &imei).await? {
+            return Err(DomainError::NotFound(format!("no device {imei} visible to you")));
+        }
+        Ok(self.store.recent_tracks(&imei, limit.min(1000)).await?)
+    }
+
+    // ---- live notifications ----
+
+    /// Subscribes the caller to notifications of `device_ids`. The list is refused as a whole if
+    /// any id is malformed, unknown or not the caller's; the error names every refused id.
+    pub async fn subscribe_devices(&self, caller: Option<&Caller>, device_ids: &[String]) -> Result<BusStream, DomainError> {
+        let caller = require(caller)?;
+        if device_ids.is_empty() {
+            return Err(DomainError::invalid("deviceIds", "deviceIds must name at least one device"));
+        }
+        if device_ids.len() > MAX_DEVICES_PER_SUBSCRIPTION {
+            return Err(DomainError::invalid(
+                "deviceIds",
+                format!("deviceIds may name at most {MAX_DEVICES_PER_SUBSCRIPTION} devices"),
+            ));
+        }
+        let mut devices = Vec::with_capacity(device_ids.len());
+        let mut refused = Vec::new();
+        for id in device_ids {
+            match Imei::parse(id) {
+                Ok(imei) if self.visible_device(caller, &imei).await? => devices.push(imei),
+                _ => refused.push(id.as_str()),
+            }
+        }
+        if !refused.is_empty() {
+            return Err(DomainError::Forbidden(format!(
+                "you may not subscribe to device(s) {}: unknown, or not yours",
+                refused.join(", ")
+            )));
+        }
+        devices.sort();
+        devices.dedup();
+        Ok(self.bus.subscribe(&devices))
+    }
+}

@@ -1,0 +1,51 @@
+//! Tracks: what a device recorded at one instant (a position and/or field values).
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::DomainError;
+use crate::fields::Field;
+use crate::ids::Imei;
+use crate::time::Timestamp;
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Coordinates {
+    pub lat: f64,
+    pub lng: f64,
+}
+
+impl Coordinates {
+    /// Checks WGS-84 ranges; `0,0` is accepted (it is a real place, and some devices' "no fix").
+    pub fn new(lat: f64, lng: f64) -> Result<Self, DomainError> {
+        if !lat.is_finite() || !(-90.0..=90.0).contains(&lat) {
+            return Err(DomainError::invalid("lat", format!("latitude {lat} is outside -90..90")));
+        }
+        if !lng.is_finite() || !(-180.0..=180.0).contains(&lng) {
+            return Err(DomainError::invalid("lon", format!("longitude {lng} is outside -180..180")));
+        }
+        Ok(Coordinates { lat, lng })
+    }
+}
+
+/// A record as a protocol decoder produces it, before it is stored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrackRecord {
+    pub imei: Imei,
+    pub recorded_at: Timestamp,
+    /// `None` when the device had no GPS fix: the record is still a Track.
+    pub coordinates: Option<Coordinates>,
+    pub fields: Vec<Field>,
+}
+
+/// A stored track.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Track {
+    pub id: i64,
+    pub imei: Imei,
+    pub recorded_at: Timestamp,
+    pub received_at: Timestamp,
+    pub coordinates: Option<Coordinates>,
+    pub fields: Vec<Field>,
+}
+
+/// Most fields one record may carry: bounds memory per record whatever a device sends.
+pub const MAX_FIELDS_PER_RECORD: usize = 256;

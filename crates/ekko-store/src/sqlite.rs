@@ -1,0 +1,395 @@
+//! SQLite implementation of the Store port.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ekko_core::account::Account;
+use ekko_core::device::Device;
+use ekko_core::error::StoreError;
+use ekko_core::fields::Field;
+use ekko_core::ports::{RefreshTokenRecord, RotateOutcome, Store, StoreResult};
+use ekko_core::time::{Timestamp, from_unix_ms};
+use ekko_core::track::{Coordinates, Track, TrackRecord};
+use ekko_core::{AccountId, Imei};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{Row, migrate::Migrator};
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// The database file's name inside the data directory.
+pub const DB_FILE: &str = "ekko.db";
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    /// One connection: SQLite has one writer anyway, and a single connection means our own
+    /// writes never contend with each other (only with other processes, via busy_timeout).
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+fn backend(e: sqlx::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+fn ts(ms: i64) -> StoreResult<Timestamp> {
+    from_unix_ms(ms).ok_or_else(|| StoreError::Backend(format!("bad timestamp {ms} in the database")))
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `DIR/ekko.db` and applies pending migrations.
+    pub async fn open(data_dir: &Path) -> StoreResult<Self> {
+        let opts = SqliteConnectOptions::from_str("sqlite://")
+            .map_err(backend)?
+            .filename(data_dir.join(DB_FILE))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts.clone())
+            .await
+            .map_err(backend)?;
+        MIGRATOR.run(&writer).await.map_err(|e| StoreError::Backend(format!("migrating the database: {e}")))?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts.read_only(true))
+            .await
+            .map_err(backend)?;
+        Ok(SqliteStore { writer, reader })
+    }
+
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+}
+
+fn account_from_row(r: &SqliteRow) -> StoreResult<Account> {
+    let id: String = r.try_get("id").map_err(backend)?;
+    Ok(Account {
+        id: AccountId::parse(&id).map_err(|e| StoreError::Backend(e.to_string()))?,
+        email: r.try_get("email").map_err(backend)?,
+        full_name: r.try_get("full_name").map_err(backend)?,
+        password_hash: r.try_get("password_hash").map_err(backend)?,
+        created_at: ts(r.try_get("created_at").map_err(backend)?)?,
+        updated_at: ts(r.try_get("updated_at").map_err(backend)?)?,
+    })
+}
+
+fn device_from_row(r: &SqliteRow) -> StoreResult<Device> {
+    let imei: String = r.try_get("imei").map_err(backend)?;
+    let owner: String = r.try_get("owner").map_err(backend)?;
+    Ok(Device {
+        imei: Imei::parse(&imei).map_err(|e| StoreError::Backend(e.to_string()))?,
+        owner: AccountId::parse(&owner).map_err(|e| StoreError::Backend(e.to_string()))?,
+        created_at: ts(r.try_get("created_at").map_err(backend)?)?,
+    })
+}
+
+fn track_from_row(r: &SqliteRow) -> StoreResult<Track> {
+    let imei: String = r.try_get("imei").map_err(backend)?;
+    let lat: Option<f64> = r.try_get("lat").map_err(backend)?;
+    let lng: Option<f64> = r.try_get("lng").map_err(backend)?;
+    let fields: String = r.try_get("fields").map_err(backend)?;
+    Ok(Track {
+        id: r.try_get("id").map_err(backend)?,
+        imei: Imei::parse(&imei).map_err(|e| StoreError::Backend(e.to_string()))?,
+        recorded_at: ts(r.try_get("recorded_at").map_err(backend)?)?,
+        received_at: ts(r.try_get("received_at").map_err(backend)?)?,
+        coordinates: lat.zip(lng).map(|(lat, lng)| Coordinates { lat, lng }),
+        fields: serde_json::from_str::<Vec<Field>>(&fields).map_err(|e| StoreError::Backend(e.to_string()))?,
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn insert_account(&self, a: &Account) -> StoreResult<()> {
+        let r = sqlx::query(
+            "INSERT INTO accounts (id, email, full_name, password_hash, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(a.id.to_string())
+        .bind(&a.email)
+        .bind(&a.full_name)
+        .bind(&a.password_hash)
+        .bind(a.created_at.timestamp_millis())
+        .bind(a.updated_at.timestamp_millis())
+        .execute(&self.writer)
+        .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!("account {}", a.email))),
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    async fn account_by_id(&self, id: AccountId) -> StoreResult<Option<Account>> {
+        sqlx::query("SELECT * FROM accounts WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(backend)?
+            .as_ref()
+            .map(account_from_row)
+            .transpose()
+    }
+
+    async fn account_by_email(&self, email: &str) -> StoreResult<Option<Account>> {
+        sqlx::query("SELECT * FROM accounts WHERE email = ?")
+            .bind(email)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(backend)?
+            .as_ref()
+            .map(account_from_row)
+            .transpose()
+    }
+
+    async fn update_account_full_name(&self, id: AccountId, full_name: &str, updated_at: Timestamp) -> StoreResult<Option<Account>> {
+        sqlx::query("UPDATE accounts SET full_name = ?, updated_at = ? WHERE id = ? RETURNING *")
+            .bind(full_name)
+            .bind(updated_at.timestamp_millis())
+            .bind(id.to_string())
+            .fetch_optional(&self.writer)
+            .await
+            .map_err(backend)?
+            .as_ref()
+            .map(account_from_row)
+            .transpose()
+    }
+
+    async fn insert_device(&self, d: &Device) -> StoreResult<()> {
+        let r = sqlx::query("INSERT INTO devices (imei, owner, created_at) VALUES (?, ?, ?)")
+            .bind(d.imei.as_str())
+            .bind(d.owner.to_string())
+            .bind(d.created_at.timestamp_millis())
+            .execute(&self.writer)
+            .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!("device {}", d.imei))),
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    async fn device_by_imei(&self, imei: &Imei) -> StoreResult<Option<Device>> {
+        sqlx::query("SELECT * FROM devices WHERE imei = ?")
+            .bind(imei.as_str())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(backend)?
+            .as_ref()
+            .map(device_from_row)
+            .transpose()
+    }
+
+    async fn insert_track(&self, rec: &TrackRecord, received_at: Timestamp) -> StoreResult<Track> {
+        let fields = serde_json::to_string(&rec.fields).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO tracks (imei, recorded_at, received_at, lat, lng, fields) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(rec.imei.as_str())
+        .bind(rec.recorded_at.timestamp_millis())
+        .bind(received_at.timestamp_millis())
+        .bind(rec.coordinates.map(|c| c.lat))
+        .bind(rec.coordinates.map(|c| c.lng))
+        .bind(fields)
+        .fetch_one(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(Track {
+            id,
+            imei: rec.imei.clone(),
+            recorded_at: rec.recorded_at,
+            received_at,
+            coordinates: rec.coordinates,
+            fields: rec.fields.clone(),
+        })
+    }
+
+    async fn recent_tracks(&self, imei: &Imei, limit: u32) -> StoreResult<Vec<Track>> {
+        let rows = sqlx::query("SELECT * FROM tracks WHERE imei = ? ORDER BY recorded_at DESC, id DESC LIMIT ?")
+            .bind(imei.as_str())
+            .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(track_from_row).collect()
+    }
+
+    async fn insert_refresh_token(&self, t: &RefreshTokenRecord) -> StoreResult<()> {
+        sqlx::query("INSERT INTO refresh_tokens (token_hash, family, account, scope, created_at) VALUES (?, ?, ?, ?, ?)")
+            .bind(&t.token_hash)
+            .bind(&t.family)
+            .bind(t.account.to_string())
+            .bind(&t.scope)
+            .bind(t.created_at.timestamp_millis())
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn rotate_refresh_token(&self, presented: &str, replacement: &RefreshTokenRecord) -> StoreResult<RotateOutcome> {
+        let now = replacement.created_at.timestamp_millis();
+        let mut tx = self.writer.begin().await.map_err(backend)?;
+        // The conditional UPDATE is the atomic check-and-spend: of two concurrent rotations,
+        // exactly one sees rows_affected == 1.
+        let spent = sqlx::query(
+            "UPDATE refresh_tokens SET spent_at = ? WHERE token_hash = ? AND spent_at IS NULL AND revoked_at IS NULL \
+             RETURNING family, account, scope",
+        )
+        .bind(now)
+        .bind(presented)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let outcome = if let Some(row) = spent {
+            let family: String = row.try_get("family").map_err(backend)?;
+            let account: String = row.try_get("account").map_err(backend)?;
+            let scope: String = row.try_get("scope").map_err(backend)?;
+            sqlx::query("INSERT INTO refresh_tokens (token_hash, family, account, scope, created_at) VALUES (?, ?, ?, ?, ?)")
+                .bind(&replacement.token_hash)
+                .bind(&family)
+                .bind(&account)
+                .bind(&scope)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            RotateOutcome::Rotated {
+                account: AccountId::parse(&account).map_err(|e| StoreError::Backend(e.to_string()))?,
+                scope,
+            }
+        } else {
+            let family: Option<String> = sqlx::query_scalar("SELECT family FROM refresh_tokens WHERE token_hash = ?")
+                .bind(presented)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
+            match family {
+                Some(family) => {
+                    sqlx::query("UPDATE refresh_tokens SET revoked_at = ? WHERE family = ? AND revoked_at IS NULL")
+                        .bind(now)
+                        .bind(family)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(backend)?;
+                    RotateOutcome::Reused
+                }
+                None => RotateOutcome::Unknown,
+            }
+        };
+        tx.commit().await.map_err(backend)?;
+        Ok(outcome)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ekko_core::fields::FieldValue;
+    use ekko_core::time::now_ms;
+
+    async fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(dir.path()).await.unwrap();
+        (dir, s)
+    }
+
+    fn account(email: &str) -> Account {
+        Account {
+            id: AccountId::new_random(),
+            email: email.into(),
+            full_name: "A".into(),
+            password_hash: "x".into(),
+            created_at: now_ms(),
+            updated_at: now_ms(),
+        }
+    }
+
+    #[tokio::test]
+    async fn duplicate_email_is_a_conflict() {
+        let (_d, s) = store().await;
+        s.insert_account(&account("a@b.c")).await.unwrap();
+        assert!(matches!(s.insert_account(&account("a@b.c")).await, Err(StoreError::Conflict(_))));
+    }
+
+    #[tokio::test]
+    async fn track_round_trips_with_typed_fields_and_no_fix() {
+        let (_d, s) = store().await;
+        let a = account("a@b.c");
+        s.insert_account(&a).await.unwrap();
+        let imei = Imei::parse("359881234567899").unwrap();
+        s.insert_device(&Device { imei: imei.clone(), owner: a.id, created_at: now_ms() }).await.unwrap();
+        let rec = TrackRecord {
+            imei: imei.clone(),
+            recorded_at: now_ms(),
+            coordinates: None,
+            fields: vec![
+                Field::new("GPS_SPEED", FieldValue::Int(1200)),
+                Field::new("X", FieldValue::Float(1.5)),
+                Field::new("Y", FieldValue::Bool(true)),
+                Field::new("Z", FieldValue::Text("A".into())),
+            ],
+        };
+        let stored = s.insert_track(&rec, now_ms()).await.unwrap();
+        let back = s.recent_tracks(&imei, 10).await.unwrap();
+        assert_eq!(back, vec![stored]);
+    }
+
+    #[tokio::test]
+    async fn refresh_rotation_is_single_use_and_reuse_revokes_the_family() {
+        let (_d, s) = store().await;
+        let a = account("a@b.c");
+        s.insert_account(&a).await.unwrap();
+        let rec = |h: &str| RefreshTokenRecord {
+            token_hash: h.into(),
+            family: "f".into(),
+            account: a.id,
+            scope: "public".into(),
+            created_at: now_ms(),
+        };
+        s.insert_refresh_token(&rec("t1")).await.unwrap();
+        assert!(matches!(s.rotate_refresh_token("t1", &rec("t2")).await.unwrap(), RotateOutcome::Rotated { .. }));
+        assert_eq!(s.rotate_refresh_token("t1", &rec("t3")).await.unwrap(), RotateOutcome::Reused);
+        // The family is revoked: t2 no longer works either.
+        assert_eq!(s.rotate_refresh_token("t2", &rec("t4")).await.unwrap(), RotateOutcome::Reused);
+        assert_eq!(s.rotate_refresh_token("nope", &rec("t5")).await.unwrap(), RotateOutcome::Unknown);
+    }
+
+    #[tokio::test]
+    async fn concurrent_rotations_of_one_token_let_exactly_one_win() {
+        let (_d, s) = store().await;
+        let a = account("a@b.c");
+        s.insert_account(&a).await.unwrap();
+        let rec = |h: String| RefreshTokenRecord {
+            token_hash: h,
+            family: "f".into(),
+            account: a.id,
+            scope: "public".into(),
+            created_at: now_ms(),
+        };
+        s.insert_refresh_token(&rec("t".into())).await.unwrap();
+        let mut handles = Vec::new();
+        for i in 0..8 {
+            let s = s.clone();
+            let r = rec(format!("n{i}"));
+            handles.push(tokio::spawn(async move { s.rotate_refresh_token("t", &r).await.unwrap() }));
+        }
+        let mut wins = 0;
+        for h in handles {
+            if matches!(h.await.unwrap(), RotateOutcome::Rotated { .. }) {
+                wins += 1;
+            }
+        }
+        assert_eq!(wins, 1);
+    }
+}

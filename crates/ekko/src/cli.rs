@@ -1,0 +1,218 @@
+//! The command line. Each command is a thin layer over the domain (`ekko_core::Ekko`) or the
+//! server wiring; errors print one clear line and exit non-zero.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use ekko_core::Imei;
+
+use crate::server::{self, DEFAULT_DATA_DIR, DEFAULT_LISTEN, DEFAULT_OSMAND_LISTEN, ServeOptions};
+
+#[derive(Parser, Debug)]
+#[command(name = "ekko", version, about = "Ekko: a self-hostable connected-vehicle cloud (Connect OAuth, ekko v2 GraphQL, live subscriptions, device gateway)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve the API (Connect, GraphQL, Phoenix socket) and the device listeners.
+    Serve(ServeArgs),
+    /// Manage accounts.
+    Account {
+        #[command(subcommand)]
+        command: AccountCommand,
+    },
+    /// Manage devices.
+    Device {
+        #[command(subcommand)]
+        command: DeviceCommand,
+    },
+    /// Serve a fresh demo: an account, devices, and simulated vehicles driving through the
+    /// OsmAnd listener. Prints credentials and ready-to-paste commands.
+    Demo(DemoArgs),
+    /// Drive simulated vehicles against an OsmAnd listener.
+    Simulate(SimulateArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+struct DataDir {
+    /// The data directory (database and signing keys).
+    #[arg(long, env = "EKKO_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+    data_dir: PathBuf,
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    #[command(flatten)]
+    data: DataDir,
+    /// Address of the API (Connect, GraphQL, Phoenix socket).
+    #[arg(long, env = "EKKO_LISTEN", default_value = DEFAULT_LISTEN)]
+    listen: SocketAddr,
+    /// Address of the OsmAnd (Traccar Client) device listener.
+    #[arg(long, env = "EKKO_OSMAND_LISTEN", default_value = DEFAULT_OSMAND_LISTEN)]
+    osmand_listen: SocketAddr,
+    /// The public base URL of the API, used as the tokens' issuer (default: http://<listen>).
+    #[arg(long, env = "EKKO_PUBLIC_URL")]
+    public_url: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum AccountCommand {
+    /// Create an account (its password is stored as an argon2id hash).
+    Create {
+        #[command(flatten)]
+        data: DataDir,
+        #[arg(long)]
+        email: String,
+        /// At least 8 characters. Prefer the EKKO_PASSWORD environment variable to keep it out
+        /// of the process list.
+        #[arg(long, env = "EKKO_PASSWORD", hide_env_values = true)]
+        password: String,
+        #[arg(long)]
+        full_name: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum DeviceCommand {
+    /// Register a device (by IMEI) for an account.
+    Create {
+        #[command(flatten)]
+        data: DataDir,
+        /// The device's 15-digit IMEI.
+        #[arg(long)]
+        imei: String,
+        /// Email of the owning account.
+        #[arg(long)]
+        account: String,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Keep the demo's data here (default: a fresh temporary directory, removed on exit).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    #[arg(long, default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+    #[arg(long, default_value = DEFAULT_OSMAND_LISTEN)]
+    pub osmand_listen: SocketAddr,
+    /// How many simulated vehicles.
+    #[arg(long, default_value_t = 5)]
+    pub vehicles: usize,
+    /// Seconds between two reports of one vehicle.
+    #[arg(long, default_value_t = 2.0)]
+    pub interval: f64,
+}
+
+#[derive(Args, Debug)]
+struct SimulateArgs {
+    /// Base URL of the OsmAnd listener.
+    #[arg(long, default_value = "http://127.0.0.1:5055")]
+    osmand_url: String,
+    /// IMEIs of registered devices to drive (repeat the flag, or separate with commas).
+    #[arg(long, value_delimiter = ',', required = true)]
+    imei: Vec<String>,
+    /// Seconds between two reports of one vehicle.
+    #[arg(long, default_value_t = 1.0)]
+    interval: f64,
+    /// Stop after this many reports per vehicle (default: run until Ctrl-C).
+    #[arg(long)]
+    rounds: Option<u64>,
+}
+
+fn interval(secs: f64) -> Result<Duration> {
+    anyhow::ensure!(secs.is_finite() && secs >= 0.01, "--interval must be at least 0.01 seconds");
+    Ok(Duration::from_secs_f64(secs))
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("EKKO_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Serve(a) => {
+            let opts = ServeOptions {
+                data_dir: a.data.data_dir,
+                listen: a.listen,
+                osmand_listen: a.osmand_listen,
+                public_url: a.public_url,
+                socket: Default::default(),
+            };
+            server::serve_until(opts, server::shutdown_signal()).await
+        }
+        Command::Account { command: AccountCommand::Create { data, email, password, full_name } } => {
+            let (ekko, store) = server::open_domain(&data.data_dir).await?;
+            let result = ekko_connect::accounts::register(&ekko, &email, &password, &full_name).await;
+            store.close().await;
+            let account = result?;
+            println!("created account {} (uid {})", account.email, account.id);
+            Ok(())
+        }
+        Command::Device { command: DeviceCommand::Create { data, imei, account } } => {
+            let (ekko, store) = server::open_domain(&data.data_dir).await?;
+            let result = ekko.create_device(&imei, &account).await;
+            store.close().await;
+            let device = result?;
+            println!("registered device {} for {}", device.imei, account.trim().to_lowercase());
+            Ok(())
+        }
+        Command::Demo(a) => crate::demo::run(a).await,
+        Command::Simulate(a) => {
+            let devices = a
+                .imei
+                .iter()
+                .map(|i| Imei::parse(i))
+                .collect::<Result<Vec<_>, _>>()
+                .context("--imei")?;
+            let (tx, rx) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                server::shutdown_signal().await;
+                let _ = tx.send(true);
+            });
+            let opts = crate::simulator::SimulateOptions {
+                osmand_url: a.osmand_url,
+                devices,
+                interval: interval(a.interval)?,
+                rounds: a.rounds,
+                progress: true,
+            };
+            let summary = crate::simulator::run(opts, rx).await?;
+            println!("{summary}");
+            anyhow::ensure!(summary.failed == 0 && summary.refused == 0, "some reports were not acknowledged");
+            Ok(())
+        }
+    }
+}
+
+pub(crate) fn demo_interval(secs: f64) -> Result<Duration> {
+    interval(secs)
+}

@@ -1,0 +1,175 @@
+//! Wiring: opens the store, loads the signing keys, builds the domain, and serves
+//! the main HTTP listener (Connect + GraphQL + Phoenix socket) and the OsmAnd listener.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use ekko_api::http::{ApiState, GRAPHQL_PATH, SOCKET_PATH};
+use ekko_bus::InProcessBus;
+use ekko_connect::{SigningKeys, TokenService};
+use ekko_core::Ekko;
+use ekko_socket::phoenix::{SocketConfig, SocketState};
+use ekko_store::SqliteStore;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower_http::catch_panic::CatchPanicLayer;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:4000";
+pub const DEFAULT_OSMAND_LISTEN: &str = "127.0.0.1:5055";
+pub const DEFAULT_DATA_DIR: &str = "./ekko-data";
+
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub osmand_listen: SocketAddr,
+    /// The `iss` of issued tokens; defaults to `http://<listen>`.
+    pub public_url: Option<String>,
+    pub socket: SocketConfig,
+}
+
+/// Creates the data directory (mode 0700) if needed.
+pub fn ensure_data_dir(dir: &Path) -> Result<()> {
+    if !dir.exists() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating the data directory {}", dir.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("restricting {}", dir.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Opens the domain on a data directory (as the admin CLI does, and `serve` too).
+pub async fn open_domain(data_dir: &Path) -> Result<(Ekko, SqliteStore)> {
+    ensure_data_dir(data_dir)?;
+    let store = SqliteStore::open(data_dir)
+        .await
+        .with_context(|| format!("opening the database in {}", data_dir.display()))?;
+    let ekko = Ekko::new(Arc::new(store.clone()), Arc::new(InProcessBus::default()));
+    Ok((ekko, store))
+}
+
+/// A server that is listening. Dropping the shutdown sender (or sending `true`) stops it.
+pub struct RunningServer {
+    pub http_addr: SocketAddr,
+    pub osmand_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    store: SqliteStore,
+}
+
+impl RunningServer {
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            // Open WebSockets are not waited for beyond this.
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+        self.store.close().await;
+    }
+}
+
+async fn healthz() -> impl IntoResponse {
+    (StatusCode::OK, axum::Json(serde_json::json!({ "status": "ok" })))
+}
+
+async fn index() -> impl IntoResponse {
+    axum::Json(serde_json::json!({
+        "name": "ekko",
+        "version": env!("CARGO_PKG_VERSION"),
+        "endpoints": {
+            "token": "/oauth/token",
+            "jwks": "/.well-known/jwks.json",
+            "graphql": GRAPHQL_PATH,
+            "socket": SOCKET_PATH,
+            "health": "/healthz",
+        }
+    }))
+}
+
+/// Binds both listeners and starts serving. Returns once both are accepting connections.
+pub async fn start(opts: ServeOptions) -> Result<RunningServer> {
+    jsonwebtoken::crypto::CryptoProvider::try_get_default()
+        .context("the JWT crypto provider is not configured (build with exactly one jsonwebtoken backend)")?;
+    let (ekko, store) = open_domain(&opts.data_dir).await?;
+    let keys = SigningKeys::load_or_create(&opts.data_dir).map_err(anyhow::Error::msg).context("loading the signing keys")?;
+
+    let http = TcpListener::bind(opts.listen).await.with_context(|| format!("listening on {}", opts.listen))?;
+    let osmand = TcpListener::bind(opts.osmand_listen)
+        .await
+        .with_context(|| format!("listening for OsmAnd devices on {}", opts.osmand_listen))?;
+    let http_addr = http.local_addr()?;
+    let osmand_addr = osmand.local_addr()?;
+
+    let issuer = opts.public_url.clone().unwrap_or_else(|| format!("http://{http_addr}"));
+    let tokens = Arc::new(TokenService::new(ekko.clone(), Arc::new(keys), issuer));
+    let schema = ekko_api::build_schema(ekko.clone());
+    let app = Router::new()
+        .route("/", get(index))
+        .route("/healthz", get(healthz))
+        .merge(ekko_connect::http::router(tokens.clone()))
+        .merge(ekko_api::http::router(ApiState { schema: schema.clone(), tokens: tokens.clone() }))
+        .merge(ekko_socket::phoenix::router(SocketState { schema, tokens, config: Arc::new(opts.socket.clone()) }))
+        .layer(CatchPanicLayer::new());
+    let gateway = ekko_gateway::osmand::router(ekko.clone()).layer(CatchPanicLayer::new());
+
+    let (shutdown, rx) = watch::channel(false);
+    let signal = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let t1 = tokio::spawn({
+        let rx = rx.clone();
+        async move {
+            if let Err(e) = axum::serve(http, app).with_graceful_shutdown(signal(rx)).await {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        }
+    });
+    let t2 = tokio::spawn(async move {
+        if let Err(e) = axum::serve(osmand, gateway).with_graceful_shutdown(signal(rx)).await {
+            tracing::error!(error = %e, "OsmAnd listener failed");
+        }
+    });
+    tracing::info!(%http_addr, "API listening: POST /oauth/token, {GRAPHQL_PATH}, {SOCKET_PATH}");
+    tracing::info!(%osmand_addr, "OsmAnd device listener ready");
+    Ok(RunningServer { http_addr, osmand_addr, shutdown, tasks: vec![t1, t2], store })
+}
+
+/// Serves until `stop` resolves, then shuts down gracefully.
+pub async fn serve_until(opts: ServeOptions, stop: impl Future<Output = ()>) -> Result<()> {
+    let server = start(opts).await?;
+    stop.await;
+    tracing::info!("shutting down");
+    server.stop().await;
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
