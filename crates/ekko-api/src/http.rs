@@ -35,11 +35,16 @@ pub struct ApiState {
 }
 
 pub fn router(state: ApiState) -> Router {
-    Router::new().route(GRAPHQL_PATH, get(graphql_get).post(graphql_post)).with_state(state)
+    Router::new()
+        .route(GRAPHQL_PATH, get(graphql_get).post(graphql_post))
+        .with_state(state)
 }
 
 /// Reads the caller from an `Authorization` header. `Ok(None)`: no header (anonymous).
-pub fn authenticate(tokens: &TokenService, headers: &HeaderMap) -> Result<Option<ekko_core::Caller>, AuthError> {
+pub fn authenticate(
+    tokens: &TokenService,
+    headers: &HeaderMap,
+) -> Result<Option<ekko_core::Caller>, AuthError> {
     match headers.get(header::AUTHORIZATION) {
         None => Ok(None),
         Some(v) => {
@@ -56,8 +61,15 @@ fn error_body(message: &str, code: &str) -> serde_json::Value {
 /// 401 for a bad token, per RFC 6750 §3.
 pub fn invalid_token_response(e: &AuthError) -> Response {
     let msg = e.to_string();
-    let challenge = format!("Bearer error=\"invalid_token\", error_description=\"{}\"", msg.replace('"', "'"));
-    let mut r = (StatusCode::UNAUTHORIZED, axum::Json(error_body(&msg, "UNAUTHENTICATED"))).into_response();
+    let challenge = format!(
+        "Bearer error=\"invalid_token\", error_description=\"{}\"",
+        msg.replace('"', "'")
+    );
+    let mut r = (
+        StatusCode::UNAUTHORIZED,
+        axum::Json(error_body(&msg, "UNAUTHENTICATED")),
+    )
+        .into_response();
     if let Ok(v) = HeaderValue::from_str(&challenge) {
         r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
     }
@@ -69,7 +81,10 @@ fn bad_request(status: StatusCode, message: &str) -> Response {
 }
 
 fn wants_html(headers: &HeaderMap) -> bool {
-    headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/html"))
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"))
 }
 
 fn graphiql() -> Response {
@@ -82,15 +97,24 @@ fn graphiql() -> Response {
     .into_response()
 }
 
-async fn execute(state: &ApiState, headers: &HeaderMap, request: async_graphql::Request, method: &Method) -> Response {
+async fn execute(
+    state: &ApiState,
+    headers: &HeaderMap,
+    request: async_graphql::Request,
+    method: &Method,
+) -> Response {
     let caller = match authenticate(&state.tokens, headers) {
         Ok(c) => c,
         Err(e) => return invalid_token_response(&e),
     };
     match operation_kind(&request.query, request.operation_name.as_deref()) {
         Ok(OperationKind::Mutation) if method == Method::GET => {
-            let mut r = bad_request(StatusCode::METHOD_NOT_ALLOWED, "mutations must be sent with POST");
-            r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+            let mut r = bad_request(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "mutations must be sent with POST",
+            );
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("POST"));
             return r;
         }
         Ok(OperationKind::Subscription) => {
@@ -102,7 +126,10 @@ async fn execute(state: &ApiState, headers: &HeaderMap, request: async_graphql::
         // Parse errors and unknown operation names are reported by the executor, in GraphQL form.
         _ => {}
     }
-    let response = state.schema.execute(request.data(RequestAuth(caller))).await;
+    let response = state
+        .schema
+        .execute(request.data(RequestAuth(caller)))
+        .await;
     axum::Json(response).into_response()
 }
 
@@ -120,7 +147,10 @@ async fn graphql_get(State(state): State<ApiState>, req: Request) -> Response {
     }
     match async_graphql::http::parse_query_string(query) {
         Ok(request) => execute(&state, &headers, request, &Method::GET).await,
-        Err(e) => bad_request(StatusCode::BAD_REQUEST, &format!("malformed GraphQL GET request: {e}")),
+        Err(e) => bad_request(
+            StatusCode::BAD_REQUEST,
+            &format!("malformed GraphQL GET request: {e}"),
+        ),
     }
 }
 
@@ -129,7 +159,10 @@ async fn graphql_post(State(state): State<ApiState>, req: Request) -> Response {
     let body: Bytes = match axum::body::to_bytes(req.into_body(), MAX_GRAPHQL_BODY).await {
         Ok(b) => b,
         Err(_) => {
-            return bad_request(StatusCode::PAYLOAD_TOO_LARGE, &format!("the request body is larger than {MAX_GRAPHQL_BODY} bytes"));
+            return bad_request(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("the request body is larger than {MAX_GRAPHQL_BODY} bytes"),
+            );
         }
     };
     let request: async_graphql::Request = match serde_json::from_slice(&body) {
@@ -137,7 +170,9 @@ async fn graphql_post(State(state): State<ApiState>, req: Request) -> Response {
         Err(e) => {
             return bad_request(
                 StatusCode::BAD_REQUEST,
-                &format!("the body must be a JSON object {{\"query\": ..., \"variables\": ...}}: {e}"),
+                &format!(
+                    "the body must be a JSON object {{\"query\": ..., \"variables\": ...}}: {e}"
+                ),
             );
         }
     };

@@ -72,11 +72,18 @@ pub fn operation_kind(query: &str, operation_name: Option<&str>) -> Result<Opera
     let ty = match (&doc.operations, operation_name) {
         (DocumentOperations::Single(op), _) => op.node.ty,
         (DocumentOperations::Multiple(ops), Some(name)) => {
-            ops.get(name).ok_or_else(|| format!("Unknown operation named \"{name}\"."))?.node.ty
+            ops.get(name)
+                .ok_or_else(|| format!("Unknown operation named \"{name}\"."))?
+                .node
+                .ty
         }
-        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops.values().next().expect("one").node.ty,
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
+            ops.values().next().expect("one").node.ty
+        }
         (DocumentOperations::Multiple(_), None) => {
-            return Err("Must provide operation name if query contains multiple operations.".into());
+            return Err(
+                "Must provide operation name if query contains multiple operations.".into(),
+            );
         }
     };
     Ok(match ty {
@@ -93,14 +100,28 @@ mod tests {
     #[test]
     fn finds_operation_kinds() {
         assert_eq!(operation_kind("{ a }", None), Ok(OperationKind::Query));
-        assert_eq!(operation_kind("mutation { a }", None), Ok(OperationKind::Mutation));
-        assert_eq!(operation_kind("subscription S { a }", Some("S")), Ok(OperationKind::Subscription));
+        assert_eq!(
+            operation_kind("mutation { a }", None),
+            Ok(OperationKind::Mutation)
+        );
+        assert_eq!(
+            operation_kind("subscription S { a }", Some("S")),
+            Ok(OperationKind::Subscription)
+        );
         assert_eq!(
             operation_kind("query A { a } mutation B { b }", Some("B")),
             Ok(OperationKind::Mutation)
         );
-        assert!(operation_kind("query A { a } query B { b }", None).unwrap_err().contains("operation name"));
-        assert!(operation_kind("query A { a }", Some("Z")).unwrap_err().contains("Unknown operation"));
+        assert!(
+            operation_kind("query A { a } query B { b }", None)
+                .unwrap_err()
+                .contains("operation name")
+        );
+        assert!(
+            operation_kind("query A { a }", Some("Z"))
+                .unwrap_err()
+                .contains("Unknown operation")
+        );
         assert!(operation_kind("{", None).is_err());
     }
 }

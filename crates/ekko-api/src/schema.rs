@@ -3,7 +3,9 @@
 //! getting-started.txt uses it (`deviceNotifications(deviceIds:)`, `deviceId`), and the camelCase
 //! aliases of the `master` reference on `Account`.
 
-use async_graphql::{Context, ID, Interface, Json, Object, Result, SimpleObject, Subscription as SubscriptionAttr};
+use async_graphql::{
+    Context, ID, Interface, Json, Object, Result, SimpleObject, Subscription as SubscriptionAttr,
+};
 use ekko_core::account::Account;
 use ekko_core::fields::Field;
 use ekko_core::notification::DeviceNotification;
@@ -111,7 +113,11 @@ pub struct TrackObject {
 }
 
 fn coordinates(t: &DomainTrack, at: &Timestamp) -> Option<CoordinatesObject> {
-    t.coordinates.map(|c| CoordinatesObject { lat: c.lat, lng: c.lng, time: rfc3339(at) })
+    t.coordinates.map(|c| CoordinatesObject {
+        lat: c.lat,
+        lng: c.lng,
+        time: rfc3339(at),
+    })
 }
 
 impl From<&DomainTrack> for TrackObject {
@@ -126,7 +132,11 @@ impl From<&DomainTrack> for TrackObject {
             fields: t
                 .fields
                 .iter()
-                .map(|f: &Field| TrackFieldObject { name: f.name.clone(), value: Json(f.value.to_json()), coordinates: coords.clone() })
+                .map(|f: &Field| TrackFieldObject {
+                    name: f.name.clone(),
+                    value: Json(f.value.to_json()),
+                    coordinates: coords.clone(),
+                })
                 .collect(),
         }
     }
@@ -155,7 +165,11 @@ pub struct Query;
 impl Query {
     /// An account. Omit `id`, or pass `"me"`, for the caller's own account.
     async fn account(&self, ctx: &Context<'_>, id: Option<ID>) -> Result<AccountObject> {
-        ekko(ctx).account(caller(ctx), id.as_ref().map(|i| i.as_str())).await.map(AccountObject).map_err(to_graphql)
+        ekko(ctx)
+            .account(caller(ctx), id.as_ref().map(|i| i.as_str()))
+            .await
+            .map(AccountObject)
+            .map_err(to_graphql)
     }
 }
 
@@ -165,8 +179,16 @@ pub struct Mutation;
 impl Mutation {
     /// Changes the caller's own account.
     #[graphql(name = "account_update")]
-    async fn account_update(&self, ctx: &Context<'_>, #[graphql(name = "full_name")] full_name: String) -> Result<AccountObject> {
-        ekko(ctx).update_own_full_name(caller(ctx), &full_name).await.map(AccountObject).map_err(to_graphql)
+    async fn account_update(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(name = "full_name")] full_name: String,
+    ) -> Result<AccountObject> {
+        ekko(ctx)
+            .update_own_full_name(caller(ctx), &full_name)
+            .await
+            .map(AccountObject)
+            .map_err(to_graphql)
     }
 }
 
@@ -183,7 +205,10 @@ impl Subscription {
         #[graphql(name = "deviceIds")] device_ids: Vec<ID>,
     ) -> Result<impl Stream<Item = Result<DeviceNotificationObject>> + use<>> {
         let ids: Vec<String> = device_ids.into_iter().map(|i| i.0).collect();
-        let stream = ekko(ctx).subscribe_devices(caller(ctx), &ids).await.map_err(to_graphql)?;
+        let stream = ekko(ctx)
+            .subscribe_devices(caller(ctx), &ids)
+            .await
+            .map_err(to_graphql)?;
         if let Some(ready) = ctx.data_opt::<SubscriptionReady>() {
             ready.fire();
         }

@@ -45,12 +45,22 @@ impl Default for InProcessBus {
 
 impl InProcessBus {
     pub fn with_queue(queue: usize) -> Self {
-        InProcessBus { registry: Arc::default(), next_id: AtomicU64::new(1), queue: queue.max(1) }
+        InProcessBus {
+            registry: Arc::default(),
+            next_id: AtomicU64::new(1),
+            queue: queue.max(1),
+        }
     }
 
     /// Number of (device, subscriber) registrations: for tests and metrics.
     pub fn registrations(&self) -> usize {
-        self.registry.read().expect("bus registry lock").by_device.values().map(Vec::len).sum()
+        self.registry
+            .read()
+            .expect("bus registry lock")
+            .by_device
+            .values()
+            .map(Vec::len)
+            .sum()
     }
 }
 
@@ -72,7 +82,9 @@ impl Bus for InProcessBus {
         let mut overflowed = Vec::new();
         {
             let reg = self.registry.read().expect("bus registry lock");
-            let Some(subs) = reg.by_device.get(&device) else { return };
+            let Some(subs) = reg.by_device.get(&device) else {
+                return;
+            };
             for s in subs {
                 match s.tx.try_send(notification.clone()) {
                     Ok(()) => {}
@@ -92,7 +104,10 @@ impl Bus for InProcessBus {
                 subs.retain(|s| !overflowed.contains(&s.id));
             }
             reg.by_device.retain(|_, subs| !subs.is_empty());
-            tracing::warn!(count = overflowed.len(), "dropped subscribers whose queue was full");
+            tracing::warn!(
+                count = overflowed.len(),
+                "dropped subscribers whose queue was full"
+            );
         }
     }
 
@@ -103,18 +118,25 @@ impl Bus for InProcessBus {
         {
             let mut reg = self.registry.write().expect("bus registry lock");
             for d in devices {
-                reg.by_device.entry(d.clone()).or_default().push(Subscriber {
-                    id,
-                    tx: tx.clone(),
-                    overflowed: overflowed.clone(),
-                });
+                reg.by_device
+                    .entry(d.clone())
+                    .or_default()
+                    .push(Subscriber {
+                        id,
+                        tx: tx.clone(),
+                        overflowed: overflowed.clone(),
+                    });
             }
         }
         Box::pin(Subscription {
             rx,
             overflowed,
             told_overflow: false,
-            guard: Guard { registry: self.registry.clone(), devices: devices.to_vec(), id },
+            guard: Guard {
+                registry: self.registry.clone(),
+                devices: devices.to_vec(),
+                id,
+            },
         })
     }
 }
@@ -158,7 +180,6 @@ impl Stream for Subscription {
         }
     }
 }
-
 
 #[cfg(test)]
 mod tests {

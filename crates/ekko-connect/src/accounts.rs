@@ -6,11 +6,18 @@ use ekko_core::{DomainError, Ekko};
 
 use crate::password;
 
-pub async fn register(ekko: &Ekko, email: &str, password: &str, full_name: &str) -> Result<Account, DomainError> {
+pub async fn register(
+    ekko: &Ekko,
+    email: &str,
+    password: &str,
+    full_name: &str,
+) -> Result<Account, DomainError> {
     password::check_policy(password).map_err(|m| DomainError::invalid("password", m))?;
     // Validate the cheap fields before paying for argon2.
     ekko_core::account::normalize_email(email)?;
     ekko_core::account::validate_full_name(full_name)?;
-    let hash = password::hash(password.to_owned()).await.map_err(DomainError::Internal)?;
+    let hash = password::hash(password.to_owned())
+        .await
+        .map_err(DomainError::Internal)?;
     ekko.create_account(email, full_name, hash).await
 }

@@ -12,7 +12,11 @@ pub struct OAuthError {
 
 impl OAuthError {
     fn new(status: StatusCode, error: &'static str, description: impl Into<String>) -> Self {
-        OAuthError { status, error, description: description.into() }
+        OAuthError {
+            status,
+            error,
+            description: description.into(),
+        }
     }
     pub fn invalid_request(d: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", d)
@@ -36,13 +40,17 @@ impl OAuthError {
 
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": self.error, "error_description": self.description });
+        let body =
+            serde_json::json!({ "error": self.error, "error_description": self.description });
         let mut resp = (self.status, axum::Json(body)).into_response();
         let h = resp.headers_mut();
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
         if self.status == StatusCode::UNAUTHORIZED {
-            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"ekko\""));
+            h.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"ekko\""),
+            );
         }
         resp
     }

@@ -29,7 +29,10 @@ pub fn router(tokens: Arc<TokenService>) -> Router {
 
 async fn jwks(State(tokens): State<Arc<TokenService>>) -> Response {
     let mut r = axum::Json(tokens.keys().jwks()).into_response();
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
     r
 }
 
@@ -39,14 +42,22 @@ fn content_type(headers: &HeaderMap) -> String {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
         .unwrap_or_default()
 }
 
 fn params_from_json(body: &[u8]) -> Result<Params, OAuthError> {
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| OAuthError::invalid_request(format!("the body is not valid JSON: {e}")))?;
-    let obj = value.as_object().ok_or_else(|| OAuthError::invalid_request("the JSON body must be an object"))?;
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| OAuthError::invalid_request(format!("the body is not valid JSON: {e}")))?;
+    let obj = value
+        .as_object()
+        .ok_or_else(|| OAuthError::invalid_request("the JSON body must be an object"))?;
     let mut out = Params::new();
     for (k, v) in obj {
         let s = match v {
@@ -54,7 +65,11 @@ fn params_from_json(body: &[u8]) -> Result<Params, OAuthError> {
             serde_json::Value::Number(n) => n.to_string(),
             serde_json::Value::Bool(b) => b.to_string(),
             serde_json::Value::Null => continue,
-            _ => return Err(OAuthError::invalid_request(format!("parameter '{k}' must be a string"))),
+            _ => {
+                return Err(OAuthError::invalid_request(format!(
+                    "parameter '{k}' must be a string"
+                )));
+            }
         };
         out.insert(k.clone(), s);
     }
@@ -68,16 +83,18 @@ fn params_from_form(body: &[u8]) -> Result<Params, OAuthError> {
     for (k, v) in pairs {
         // RFC 6749 §3.2: parameters must not be repeated.
         if out.insert(k.clone(), v).is_some() {
-            return Err(OAuthError::invalid_request(format!("parameter '{k}' is repeated")));
+            return Err(OAuthError::invalid_request(format!(
+                "parameter '{k}' is repeated"
+            )));
         }
     }
     Ok(out)
 }
 
 async fn params_from_multipart(req: Request) -> Result<Params, OAuthError> {
-    let mut mp = Multipart::from_request(req, &())
-        .await
-        .map_err(|e| OAuthError::invalid_request(format!("the multipart body is malformed: {e}")))?;
+    let mut mp = Multipart::from_request(req, &()).await.map_err(|e| {
+        OAuthError::invalid_request(format!("the multipart body is malformed: {e}"))
+    })?;
     let mut out = Params::new();
     while let Some(field) = mp
         .next_field()
@@ -85,7 +102,10 @@ async fn params_from_multipart(req: Request) -> Result<Params, OAuthError> {
         .map_err(|e| OAuthError::invalid_request(format!("the multipart body is malformed: {e}")))?
     {
         let name = field.name().unwrap_or_default().to_owned();
-        let text = field.text().await.map_err(|e| OAuthError::invalid_request(format!("multipart field '{name}': {e}")))?;
+        let text = field
+            .text()
+            .await
+            .map_err(|e| OAuthError::invalid_request(format!("multipart field '{name}': {e}")))?;
         out.insert(name, text);
     }
     Ok(out)
@@ -98,7 +118,9 @@ async fn read_params(req: Request) -> Result<Params, OAuthError> {
     }
     let body: Bytes = axum::body::to_bytes(req.into_body(), MAX_TOKEN_BODY)
         .await
-        .map_err(|_| OAuthError::invalid_request(format!("the body is larger than {MAX_TOKEN_BODY} bytes")))?;
+        .map_err(|_| {
+            OAuthError::invalid_request(format!("the body is larger than {MAX_TOKEN_BODY} bytes"))
+        })?;
     match ct.as_str() {
         "application/json" => params_from_json(&body),
         "application/x-www-form-urlencoded" => params_from_form(&body),
@@ -122,15 +144,20 @@ async fn token_endpoint(State(tokens): State<Arc<TokenService>>, req: Request) -
     match handle_token(&tokens, req).await {
         Ok(body) => {
             let mut r = axum::Json(body).into_response();
-            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            r.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r.headers_mut()
+                .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
             r
         }
         Err(e) => e.into_response(),
     }
 }
 
-async fn handle_token(tokens: &TokenService, req: Request) -> Result<crate::tokens::TokenResponse, OAuthError> {
+async fn handle_token(
+    tokens: &TokenService,
+    req: Request,
+) -> Result<crate::tokens::TokenResponse, OAuthError> {
     let has_basic = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -152,7 +179,11 @@ async fn handle_token(tokens: &TokenService, req: Request) -> Result<crate::toke
             let password = required(&p, "password")?;
             tokens.password_grant(username, password, scope).await
         }
-        "refresh_token" => tokens.refresh_grant(required(&p, "refresh_token")?, scope).await,
+        "refresh_token" => {
+            tokens
+                .refresh_grant(required(&p, "refresh_token")?, scope)
+                .await
+        }
         other => Err(OAuthError::unsupported_grant_type(format!(
             "grant_type '{other}' is not supported; use 'password' or 'refresh_token'"
         ))),

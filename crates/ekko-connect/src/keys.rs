@@ -48,14 +48,20 @@ fn pem_decode(text: &str) -> Result<Vec<u8>, String> {
     let end = format!("-----END {PEM_LABEL}-----");
     let start = text.find(&begin).ok_or("no PKCS#8 'PRIVATE KEY' block")? + begin.len();
     let stop = text[start..].find(&end).ok_or("unterminated PEM block")? + start;
-    let b64: String = text[start..stop].chars().filter(|c| !c.is_whitespace()).collect();
-    STANDARD.decode(b64).map_err(|e| format!("bad base64 in PEM: {e}"))
+    let b64: String = text[start..stop]
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    STANDARD
+        .decode(b64)
+        .map_err(|e| format!("bad base64 in PEM: {e}"))
 }
 
 fn load_key(path: &Path) -> Result<SigningKey, String> {
     let text = fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
     let der = pem_decode(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    let pair = KeyPair::from_pkcs8(&der).map_err(|e| format!("{}: not an RSA key: {e}", path.display()))?;
+    let pair = KeyPair::from_pkcs8(&der)
+        .map_err(|e| format!("{}: not an RSA key: {e}", path.display()))?;
     let public = pair.public_key();
     let n_raw = public.modulus().big_endian_without_leading_zero().to_vec();
     let e_raw = public.exponent().big_endian_without_leading_zero().to_vec();
@@ -64,10 +70,20 @@ fn load_key(path: &Path) -> Result<SigningKey, String> {
     // RFC 7638: members in lexicographic order, no whitespace.
     let thumbprint_input = format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#);
     let kid = URL_SAFE_NO_PAD.encode(Sha256::digest(thumbprint_input.as_bytes()));
-    let encoding = EncodingKey::from_rsa_pem(text.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
+    let encoding = EncodingKey::from_rsa_pem(text.as_bytes())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     let decoding = DecodingKey::from_rsa_raw_components(&n_raw, &e_raw);
-    let created = fs::metadata(path).and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH);
-    Ok(SigningKey { kid, encoding, decoding, n, e, created })
+    let created = fs::metadata(path)
+        .and_then(|m| m.modified())
+        .unwrap_or(std::time::UNIX_EPOCH);
+    Ok(SigningKey {
+        kid,
+        encoding,
+        decoding,
+        n,
+        e,
+        created,
+    })
 }
 
 fn keys_dir(data_dir: &Path) -> PathBuf {
@@ -79,8 +95,11 @@ fn keys_dir(data_dir: &Path) -> PathBuf {
 pub fn generate_key_file(data_dir: &Path) -> Result<PathBuf, String> {
     let dir = keys_dir(data_dir);
     fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    let pair = KeyPair::generate(KeySize::Rsa2048).map_err(|e| format!("generating an RSA key: {e}"))?;
-    let der = pair.as_der().map_err(|e| format!("encoding the RSA key: {e}"))?;
+    let pair =
+        KeyPair::generate(KeySize::Rsa2048).map_err(|e| format!("generating an RSA key: {e}"))?;
+    let der = pair
+        .as_der()
+        .map_err(|e| format!("encoding the RSA key: {e}"))?;
     let pem = pem_encode(der.as_ref());
     let tmp = dir.join(format!(".new-{}.pem", std::process::id()));
     {
@@ -88,8 +107,12 @@ pub fn generate_key_file(data_dir: &Path) -> Result<PathBuf, String> {
         opts.write(true).create_new(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-        let mut f = opts.open(&tmp).map_err(|e| format!("creating {}: {e}", tmp.display()))?;
-        f.write_all(pem.as_bytes()).and_then(|_| f.sync_all()).map_err(|e| format!("writing {}: {e}", tmp.display()))?;
+        let mut f = opts
+            .open(&tmp)
+            .map_err(|e| format!("creating {}: {e}", tmp.display()))?;
+        f.write_all(pem.as_bytes())
+            .and_then(|_| f.sync_all())
+            .map_err(|e| format!("writing {}: {e}", tmp.display()))?;
     }
     let key = load_key(&tmp)?;
     let path = dir.join(format!("{}.pem", key.kid));
@@ -112,7 +135,9 @@ impl SigningKeys {
         let dir = keys_dir(data_dir);
         let mut keys = Vec::new();
         if dir.exists() {
-            for entry in fs::read_dir(&dir).map_err(|e| format!("reading {}: {e}", dir.display()))? {
+            for entry in
+                fs::read_dir(&dir).map_err(|e| format!("reading {}: {e}", dir.display()))?
+            {
                 let path = entry.map_err(|e| e.to_string())?.path();
                 let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
                 if name.ends_with(".pem") && !name.starts_with('.') {
@@ -126,7 +151,9 @@ impl SigningKeys {
 
     /// The key that signs new tokens.
     pub fn current(&self) -> &SigningKey {
-        self.keys.last().expect("load_or_create guarantees at least one key")
+        self.keys
+            .last()
+            .expect("load_or_create guarantees at least one key")
     }
 
     pub fn by_kid(&self, kid: &str) -> Option<&SigningKey> {
@@ -160,7 +187,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = fs::metadata(files[0].as_ref().unwrap().path()).unwrap().permissions().mode();
+            let mode = fs::metadata(files[0].as_ref().unwrap().path())
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         let jwks = a.jwks();

@@ -16,25 +16,36 @@ fn hasher() -> Argon2<'static> {
 /// A hash of a random password: verifying against it costs what a real check costs, so that an
 /// unknown email takes as long to refuse as a wrong password.
 static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
-    hasher().hash_password(b"ekko-dummy-password-for-timing").expect("argon2 hashes a fixed password").to_string()
+    hasher()
+        .hash_password(b"ekko-dummy-password-for-timing")
+        .expect("argon2 hashes a fixed password")
+        .to_string()
 });
 
 /// Checks the password policy; the message never contains the password.
 pub fn check_policy(password: &str) -> Result<(), String> {
     if password.chars().count() < MIN_PASSWORD_CHARS {
-        return Err(format!("password must be at least {MIN_PASSWORD_CHARS} characters"));
+        return Err(format!(
+            "password must be at least {MIN_PASSWORD_CHARS} characters"
+        ));
     }
     if password.len() > MAX_PASSWORD_BYTES {
-        return Err(format!("password must be at most {MAX_PASSWORD_BYTES} bytes"));
+        return Err(format!(
+            "password must be at most {MAX_PASSWORD_BYTES} bytes"
+        ));
     }
     Ok(())
 }
 
 pub async fn hash(password: String) -> Result<String, String> {
-    tokio::task::spawn_blocking(move || hasher().hash_password(password.as_bytes()).map(|h| h.to_string()))
-        .await
-        .map_err(|e| format!("hashing task failed: {e}"))?
-        .map_err(|e| format!("hashing failed: {e}"))
+    tokio::task::spawn_blocking(move || {
+        hasher()
+            .hash_password(password.as_bytes())
+            .map(|h| h.to_string())
+    })
+    .await
+    .map_err(|e| format!("hashing task failed: {e}"))?
+    .map_err(|e| format!("hashing failed: {e}"))
 }
 
 /// Verifies `password` against `phc`; with `None` it burns the same time and returns false.
@@ -44,7 +55,9 @@ pub async fn verify(password: String, phc: Option<String>) -> bool {
             return false;
         }
         let target = phc.as_deref().unwrap_or(DUMMY_HASH.as_str());
-        let ok = hasher().verify_password(password.as_bytes(), target).is_ok();
+        let ok = hasher()
+            .verify_password(password.as_bytes(), target)
+            .is_ok();
         ok && phc.is_some()
     })
     .await

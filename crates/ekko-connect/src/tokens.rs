@@ -81,12 +81,18 @@ fn random_token() -> String {
 
 /// Refresh tokens are looked up by this hash; a stolen database does not yield usable tokens.
 pub fn hash_refresh_token(token: &str) -> String {
-    Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Validates a requested scope string; `None`/empty means the default.
 pub fn normalize_scope(requested: Option<&str>) -> Result<String, OAuthError> {
-    let requested = requested.map(str::trim).filter(|s| !s.is_empty()).unwrap_or(DEFAULT_SCOPE);
+    let requested = requested
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .unwrap_or(DEFAULT_SCOPE);
     let mut scopes: Vec<&str> = requested.split_whitespace().collect();
     if let Some(bad) = scopes.iter().find(|s| !SUPPORTED_SCOPES.contains(s)) {
         return Err(OAuthError::invalid_scope(format!(
@@ -112,7 +118,12 @@ impl TokenService {
         &self.issuer
     }
 
-    fn sign_access_token(&self, account: AccountId, scope: &str, now: i64) -> Result<String, OAuthError> {
+    fn sign_access_token(
+        &self,
+        account: AccountId,
+        scope: &str,
+        now: i64,
+    ) -> Result<String, OAuthError> {
         let key = self.keys.current();
         let mut header = Header::new(Algorithm::RS256);
         header.typ = Some("JWT".into());
@@ -134,7 +145,12 @@ impl TokenService {
         })
     }
 
-    async fn issue(&self, account: AccountId, scope: String, refresh_token: String) -> Result<TokenResponse, OAuthError> {
+    async fn issue(
+        &self,
+        account: AccountId,
+        scope: String,
+        refresh_token: String,
+    ) -> Result<TokenResponse, OAuthError> {
         let now = now_ms().timestamp();
         Ok(TokenResponse {
             access_token: self.sign_access_token(account, &scope, now)?,
@@ -147,13 +163,30 @@ impl TokenService {
     }
 
     /// `grant_type=password`.
-    pub async fn password_grant(&self, username: &str, password: &str, scope: Option<&str>) -> Result<TokenResponse, OAuthError> {
+    pub async fn password_grant(
+        &self,
+        username: &str,
+        password: &str,
+        scope: Option<&str>,
+    ) -> Result<TokenResponse, OAuthError> {
         let scope = normalize_scope(scope)?;
-        let account = self.ekko.account_for_sign_in(username).await.map_err(|e| OAuthError::server_error(e.to_string()))?;
-        let ok = password::verify(password.to_owned(), account.as_ref().map(|a| a.password_hash.clone())).await;
+        let account = self
+            .ekko
+            .account_for_sign_in(username)
+            .await
+            .map_err(|e| OAuthError::server_error(e.to_string()))?;
+        let ok = password::verify(
+            password.to_owned(),
+            account.as_ref().map(|a| a.password_hash.clone()),
+        )
+        .await;
         let account = match (ok, account) {
             (true, Some(a)) => a,
-            _ => return Err(OAuthError::invalid_grant("the username or password is wrong")),
+            _ => {
+                return Err(OAuthError::invalid_grant(
+                    "the username or password is wrong",
+                ));
+            }
         };
         let refresh = random_token();
         self.ekko
@@ -171,7 +204,11 @@ impl TokenService {
     }
 
     /// `grant_type=refresh_token`: rotates the token. Presenting a spent token revokes its family.
-    pub async fn refresh_grant(&self, refresh_token: &str, scope: Option<&str>) -> Result<TokenResponse, OAuthError> {
+    pub async fn refresh_grant(
+        &self,
+        refresh_token: &str,
+        scope: Option<&str>,
+    ) -> Result<TokenResponse, OAuthError> {
         let next = random_token();
         let replacement = RefreshTokenRecord {
             token_hash: hash_refresh_token(&next),
@@ -189,12 +226,16 @@ impl TokenService {
         let (account, granted) = match outcome {
             RotateOutcome::Rotated { account, scope } => (account, scope),
             RotateOutcome::Reused => {
-                tracing::warn!("a spent refresh token was presented again; its token family is revoked");
+                tracing::warn!(
+                    "a spent refresh token was presented again; its token family is revoked"
+                );
                 return Err(OAuthError::invalid_grant(
                     "the refresh token was already used or revoked; sign in again (for safety, tokens issued from it are revoked too)",
                 ));
             }
-            RotateOutcome::Unknown => return Err(OAuthError::invalid_grant("the refresh token is invalid")),
+            RotateOutcome::Unknown => {
+                return Err(OAuthError::invalid_grant("the refresh token is invalid"));
+            }
         };
         // A refresh may narrow the scope but never widen it (RFC 6749 §6).
         let scope = match scope.map(str::trim).filter(|s| !s.is_empty()) {
@@ -202,7 +243,9 @@ impl TokenService {
             Some(req) => {
                 let req = normalize_scope(Some(req))?;
                 if !req.split(' ').all(|s| granted.split(' ').any(|g| g == s)) {
-                    return Err(OAuthError::invalid_scope("a refresh cannot ask for scopes the original grant did not have"));
+                    return Err(OAuthError::invalid_scope(
+                        "a refresh cannot ask for scopes the original grant did not have",
+                    ));
                 }
                 req
             }
@@ -212,12 +255,20 @@ impl TokenService {
 
     /// Verifies an access token (signature with the key named by `kid`, expiry, issuer).
     pub fn verify_access_token(&self, token: &str) -> Result<Caller, AuthError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Invalid("not a JWT".into()))?;
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|_| AuthError::Invalid("not a JWT".into()))?;
         if header.alg != Algorithm::RS256 {
-            return Err(AuthError::Invalid(format!("algorithm {:?} is not accepted (RS256 only)", header.alg)));
+            return Err(AuthError::Invalid(format!(
+                "algorithm {:?} is not accepted (RS256 only)",
+                header.alg
+            )));
         }
-        let kid = header.kid.ok_or_else(|| AuthError::Invalid("no key id (kid) in the header".into()))?;
-        let key = self.keys.by_kid(&kid).ok_or_else(|| AuthError::Invalid("signed by a key this server does not have".into()))?;
+        let kid = header
+            .kid
+            .ok_or_else(|| AuthError::Invalid("no key id (kid) in the header".into()))?;
+        let key = self.keys.by_kid(&kid).ok_or_else(|| {
+            AuthError::Invalid("signed by a key this server does not have".into())
+        })?;
         let mut v = Validation::new(Algorithm::RS256);
         v.leeway = 30;
         v.validate_aud = false;
@@ -228,14 +279,27 @@ impl TokenService {
             use jsonwebtoken::errors::ErrorKind;
             match e.kind() {
                 ErrorKind::ExpiredSignature => AuthError::Expired,
-                ErrorKind::InvalidIssuer => AuthError::WrongIssuer(format!("expected issuer {}", self.issuer)),
-                ErrorKind::ImmatureSignature => AuthError::Invalid("not valid yet (nbf is in the future)".into()),
+                ErrorKind::InvalidIssuer => {
+                    AuthError::WrongIssuer(format!("expected issuer {}", self.issuer))
+                }
+                ErrorKind::ImmatureSignature => {
+                    AuthError::Invalid("not valid yet (nbf is in the future)".into())
+                }
                 ErrorKind::InvalidSignature => AuthError::Invalid("bad signature".into()),
                 _ => AuthError::Invalid(e.to_string()),
             }
         })?;
-        let account = AccountId::parse(&data.claims.user.uid).map_err(|_| AuthError::Invalid("user.uid is not a UUID".into()))?;
-        Ok(Caller { account, scopes: data.claims.scope.split_whitespace().map(str::to_owned).collect() })
+        let account = AccountId::parse(&data.claims.user.uid)
+            .map_err(|_| AuthError::Invalid("user.uid is not a UUID".into()))?;
+        Ok(Caller {
+            account,
+            scopes: data
+                .claims
+                .scope
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect(),
+        })
     }
 
     /// Parses an `Authorization` value (`Bearer <jwt>`, `Bearer+<jwt>`, or a bare JWT) and
@@ -251,7 +315,10 @@ pub fn bearer_token(value: &str) -> Option<&str> {
     let v = value.trim();
     let rest = if v.len() > 6 && v[..6].eq_ignore_ascii_case("bearer") {
         let r = &v[6..];
-        r.strip_prefix(' ').or_else(|| r.strip_prefix('+')).or_else(|| r.strip_prefix("%20"))?.trim_start()
+        r.strip_prefix(' ')
+            .or_else(|| r.strip_prefix('+'))
+            .or_else(|| r.strip_prefix("%20"))?
+            .trim_start()
     } else {
         v
     };
@@ -276,6 +343,9 @@ mod tests {
     fn scopes() {
         assert_eq!(normalize_scope(None).unwrap(), "public");
         assert_eq!(normalize_scope(Some(" public public ")).unwrap(), "public");
-        assert_eq!(normalize_scope(Some("admin")).unwrap_err().error, "invalid_scope");
+        assert_eq!(
+            normalize_scope(Some("admin")).unwrap_err().error,
+            "invalid_scope"
+        );
     }
 }

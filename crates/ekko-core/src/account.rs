@@ -25,12 +25,22 @@ pub const MAX_EMAIL_CHARS: usize = 254;
 /// Normalizes and checks an email address. Emails compare case-insensitively.
 pub fn normalize_email(email: &str) -> Result<String, DomainError> {
     let e = email.trim().to_lowercase();
-    let bad = || DomainError::invalid("email", format!("'{}' is not an email address", email.trim()));
+    let bad = || {
+        DomainError::invalid(
+            "email",
+            format!("'{}' is not an email address", email.trim()),
+        )
+    };
     if e.is_empty() || e.chars().count() > MAX_EMAIL_CHARS || e.chars().any(char::is_whitespace) {
         return Err(bad());
     }
     let (local, domain) = e.split_once('@').ok_or_else(bad)?;
-    if local.is_empty() || domain.is_empty() || domain.contains('@') || domain.starts_with('.') || domain.ends_with('.') {
+    if local.is_empty()
+        || domain.is_empty()
+        || domain.contains('@')
+        || domain.starts_with('.')
+        || domain.ends_with('.')
+    {
         return Err(bad());
     }
     Ok(e)
@@ -39,7 +49,10 @@ pub fn normalize_email(email: &str) -> Result<String, DomainError> {
 pub fn validate_full_name(name: &str) -> Result<String, DomainError> {
     let n = name.trim();
     if n.is_empty() {
-        return Err(DomainError::invalid("full_name", "full_name must not be empty"));
+        return Err(DomainError::invalid(
+            "full_name",
+            "full_name must not be empty",
+        ));
     }
     if n.chars().count() > MAX_FULL_NAME_CHARS {
         return Err(DomainError::invalid(
@@ -48,7 +61,10 @@ pub fn validate_full_name(name: &str) -> Result<String, DomainError> {
         ));
     }
     if n.chars().any(char::is_control) {
-        return Err(DomainError::invalid("full_name", "full_name must not contain control characters"));
+        return Err(DomainError::invalid(
+            "full_name",
+            "full_name must not contain control characters",
+        ));
     }
     Ok(n.to_owned())
 }
@@ -59,7 +75,10 @@ mod tests {
 
     #[test]
     fn emails_are_lowercased_and_checked() {
-        assert_eq!(normalize_email(" John.Doe@Example.COM ").unwrap(), "john.doe@example.com");
+        assert_eq!(
+            normalize_email(" John.Doe@Example.COM ").unwrap(),
+            "john.doe@example.com"
+        );
         for bad in ["", "no-at", "@x.com", "a@", "a b@c.d", "a@b@c"] {
             assert!(normalize_email(bad).is_err(), "{bad}");
         }

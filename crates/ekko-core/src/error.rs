@@ -27,7 +27,10 @@ pub enum DomainError {
 
 impl DomainError {
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        DomainError::Invalid { field: field.into(), message: message.into() }
+        DomainError::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 
     /// A stable, machine-readable code for the error's kind.

@@ -53,7 +53,9 @@ impl FieldValue {
         match self {
             FieldValue::Bool(b) => (*b).into(),
             FieldValue::Int(i) => (*i).into(),
-            FieldValue::Float(f) => serde_json::Number::from_f64(*f).map(Into::into).unwrap_or(serde_json::Value::Null),
+            FieldValue::Float(f) => serde_json::Number::from_f64(*f)
+                .map(Into::into)
+                .unwrap_or(serde_json::Value::Null),
             FieldValue::Text(s) => s.clone().into(),
         }
     }
@@ -68,7 +70,10 @@ pub struct Field {
 
 impl Field {
     pub fn new(name: impl Into<String>, value: FieldValue) -> Self {
-        Field { name: name.into(), value }
+        Field {
+            name: name.into(),
+            value,
+        }
     }
 }
 
@@ -100,7 +105,10 @@ pub fn accuracy_from_metres(m: f64) -> Field {
 
 /// Percent → BATT_LEVEL, clamped to 0..=100.
 pub fn battery_level_percent(p: f64) -> Field {
-    Field::new(BATT_LEVEL, FieldValue::Int(p.round().clamp(0.0, 100.0) as i64))
+    Field::new(
+        BATT_LEVEL,
+        FieldValue::Int(p.round().clamp(0.0, 100.0) as i64),
+    )
 }
 
 /// Is the device on external power? → BATT (1 = external power, 0 = internal battery).

@@ -105,7 +105,10 @@ pub fn imei_with_check_digit(first14: &str) -> Result<Imei, DomainError> {
             return Imei::parse(&candidate);
         }
     }
-    Err(DomainError::invalid("imei", format!("'{first14}' is not 14 digits")))
+    Err(DomainError::invalid(
+        "imei",
+        format!("'{first14}' is not 14 digits"),
+    ))
 }
 
 #[cfg(test)]
@@ -130,7 +133,10 @@ mod tests {
 
     #[test]
     fn check_digit_is_computed() {
-        assert_eq!(imei_with_check_digit("35988123456789").unwrap().as_str(), "359881234567899");
+        assert_eq!(
+            imei_with_check_digit("35988123456789").unwrap().as_str(),
+            "359881234567899"
+        );
     }
 
     #[test]

@@ -58,7 +58,11 @@ pub trait Store: Send + Sync + 'static {
     async fn device_by_imei(&self, imei: &Imei) -> StoreResult<Option<Device>>;
 
     // Tracks
-    async fn insert_track(&self, record: &TrackRecord, received_at: Timestamp) -> StoreResult<Track>;
+    async fn insert_track(
+        &self,
+        record: &TrackRecord,
+        received_at: Timestamp,
+    ) -> StoreResult<Track>;
     async fn recent_tracks(&self, imei: &Imei, limit: u32) -> StoreResult<Vec<Track>>;
 
     // Refresh tokens

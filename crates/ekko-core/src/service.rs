@@ -50,23 +50,38 @@ impl Ekko {
     // ---- accounts ----
 
     /// Creates an account. `password_hash` is already an argon2id PHC string (Connect hashes).
-    pub async fn create_account(&self, email: &str, full_name: &str, password_hash: String) -> Result<Account, DomainError> {
+    pub async fn create_account(
+        &self,
+        email: &str,
+        full_name: &str,
+        password_hash: String,
+    ) -> Result<Account, DomainError> {
         let email = normalize_email(email)?;
         let full_name = validate_full_name(full_name)?;
         let now = now_ms();
-        let account = Account { id: AccountId::new_random(), email, full_name, password_hash, created_at: now, updated_at: now };
+        let account = Account {
+            id: AccountId::new_random(),
+            email,
+            full_name,
+            password_hash,
+            created_at: now,
+            updated_at: now,
+        };
         match self.store.insert_account(&account).await {
             Ok(()) => Ok(account),
-            Err(crate::error::StoreError::Conflict(_)) => {
-                Err(DomainError::Conflict(format!("an account with email {} already exists", account.email)))
-            }
+            Err(crate::error::StoreError::Conflict(_)) => Err(DomainError::Conflict(format!(
+                "an account with email {} already exists",
+                account.email
+            ))),
             Err(e) => Err(e.into()),
         }
     }
 
     /// For Connect's password grant: the account behind an email, if any. Not an API call.
     pub async fn account_for_sign_in(&self, email: &str) -> Result<Option<Account>, DomainError> {
-        let Ok(email) = normalize_email(email) else { return Ok(None) };
+        let Ok(email) = normalize_email(email) else {
+            return Ok(None);
+        };
         Ok(self.store.account_by_email(&email).await?)
     }
 
@@ -78,7 +93,11 @@ impl Ekko {
     /// `account(id)`: `None` or `"me"` is the caller. Other accounts are invisible for now
     /// (groups and roles widen this), and invisible means "not found", not "forbidden", so that
     /// ids cannot be probed.
-    pub async fn account(&self, caller: Option<&Caller>, id: Option<&str>) -> Result<Account, DomainError> {
+    pub async fn account(
+        &self,
+        caller: Option<&Caller>,
+        id: Option<&str>,
+    ) -> Result<Account, DomainError> {
         let caller = require(caller)?;
         let target = match id.map(str::trim) {
             None | Some("me") | Some("") => caller.account,
@@ -88,11 +107,18 @@ impl Ekko {
         if target != caller.account {
             return Err(not_found());
         }
-        self.store.account_by_id(target).await?.ok_or_else(not_found)
+        self.store
+            .account_by_id(target)
+            .await?
+            .ok_or_else(not_found)
     }
 
     /// `account_update`: the caller edits their own account.
-    pub async fn update_own_full_name(&self, caller: Option<&Caller>, full_name: &str) -> Result<Account, DomainError> {
+    pub async fn update_own_full_name(
+        &self,
+        caller: Option<&Caller>,
+        full_name: &str,
+    ) -> Result<Account, DomainError> {
         let caller = require(caller)?;
         let full_name = validate_full_name(full_name)?;
         self.store
@@ -104,7 +130,11 @@ impl Ekko {
     // ---- devices ----
 
     /// Registers a device for the account with `owner_email` (an administrator's operation).
-    pub async fn create_device(&self, imei: &str, owner_email: &str) -> Result<Device, DomainError> {
+    pub async fn create_device(
+        &self,
+        imei: &str,
+        owner_email: &str,
+    ) -> Result<Device, DomainError> {
         let imei = Imei::parse(imei)?;
         let email = normalize_email(owner_email)?;
         let owner = self
@@ -112,12 +142,17 @@ impl Ekko {
             .account_by_email(&email)
             .await?
             .ok_or_else(|| DomainError::NotFound(format!("no account with email {email}")))?;
-        let device = Device { imei, owner: owner.id, created_at: now_ms() };
+        let device = Device {
+            imei,
+            owner: owner.id,
+            created_at: now_ms(),
+        };
         match self.store.insert_device(&device).await {
             Ok(()) => Ok(device),
-            Err(crate::error::StoreError::Conflict(_)) => {
-                Err(DomainError::Conflict(format!("device {} is already registered", device.imei)))
-            }
+            Err(crate::error::StoreError::Conflict(_)) => Err(DomainError::Conflict(format!(
+                "device {} is already registered",
+                device.imei
+            ))),
             Err(e) => Err(e.into()),
         }
     }
@@ -133,7 +168,10 @@ impl Ekko {
     /// acknowledges to the device only after this returns `Ok`.
     pub async fn ingest_track(&self, record: TrackRecord) -> Result<Track, DomainError> {
         if record.fields.len() > MAX_FIELDS_PER_RECORD {
-            return Err(DomainError::invalid("fields", format!("a record may carry at most {MAX_FIELDS_PER_RECORD} fields")));
+            return Err(DomainError::invalid(
+                "fields",
+                format!("a record may carry at most {MAX_FIELDS_PER_RECORD} fields"),
+            ));
         }
         if self.store.device_by_imei(&record.imei).await?.is_none() {
             return Err(DomainError::NotFound(format!(
@@ -142,16 +180,24 @@ impl Ekko {
             )));
         }
         let track = self.store.insert_track(&record, now_ms()).await?;
-        self.bus.publish(Arc::new(DeviceNotification::Track(track.clone())));
+        self.bus
+            .publish(Arc::new(DeviceNotification::Track(track.clone())));
         Ok(track)
     }
 
     /// The latest tracks of a device the caller can see, newest first.
-    pub async fn recent_tracks(&self, caller: Option<&Caller>, imei: &str, limit: u32) -> Result<Vec<Track>, DomainError> {
+    pub async fn recent_tracks(
+        &self,
+        caller: Option<&Caller>,
+        imei: &str,
+        limit: u32,
+    ) -> Result<Vec<Track>, DomainError> {
         let caller = require(caller)?;
         let imei = Imei::parse(imei)?;
         if !self.visible_device(caller, &imei).await? {
-            return Err(DomainError::NotFound(format!("no device {imei} visible to you")));
+            return Err(DomainError::NotFound(format!(
+                "no device {imei} visible to you"
+            )));
         }
         Ok(self.store.recent_tracks(&imei, limit.min(1000)).await?)
     }
@@ -160,10 +206,17 @@ impl Ekko {
 
     /// Subscribes the caller to notifications of `device_ids`. The list is refused as a whole if
     /// any id is malformed, unknown or not the caller's; the error names every refused id.
-    pub async fn subscribe_devices(&self, caller: Option<&Caller>, device_ids: &[String]) -> Result<BusStream, DomainError> {
+    pub async fn subscribe_devices(
+        &self,
+        caller: Option<&Caller>,
+        device_ids: &[String],
+    ) -> Result<BusStream, DomainError> {
         let caller = require(caller)?;
         if device_ids.is_empty() {
-            return Err(DomainError::invalid("deviceIds", "deviceIds must name at least one device"));
+            return Err(DomainError::invalid(
+                "deviceIds",
+                "deviceIds must name at least one device",
+            ));
         }
         if device_ids.len() > MAX_DEVICES_PER_SUBSCRIPTION {
             return Err(DomainError::invalid(

@@ -17,10 +17,16 @@ impl Coordinates {
     /// Checks WGS-84 ranges; `0,0` is accepted (it is a real place, and some devices' "no fix").
     pub fn new(lat: f64, lng: f64) -> Result<Self, DomainError> {
         if !lat.is_finite() || !(-90.0..=90.0).contains(&lat) {
-            return Err(DomainError::invalid("lat", format!("latitude {lat} is outside -90..90")));
+            return Err(DomainError::invalid(
+                "lat",
+                format!("latitude {lat} is outside -90..90"),
+            ));
         }
         if !lng.is_finite() || !(-180.0..=180.0).contains(&lng) {
-            return Err(DomainError::invalid("lon", format!("longitude {lng} is outside -180..180")));
+            return Err(DomainError::invalid(
+                "lon",
+                format!("longitude {lng} is outside -180..180"),
+            ));
         }
         Ok(Coordinates { lat, lng })
     }

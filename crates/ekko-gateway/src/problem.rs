@@ -12,7 +12,10 @@ pub struct Problem {
 
 impl Problem {
     pub fn bad_request(detail: impl Into<String>) -> Self {
-        Problem { status: StatusCode::BAD_REQUEST, detail: detail.into() }
+        Problem {
+            status: StatusCode::BAD_REQUEST,
+            detail: detail.into(),
+        }
     }
 }
 
@@ -20,13 +23,18 @@ impl From<DomainError> for Problem {
     fn from(e: DomainError) -> Self {
         let status = match &e {
             // Devices cannot act on 404 vs 403; "the request was wrong" is what they need to know.
-            DomainError::Invalid { .. } | DomainError::NotFound(_) | DomainError::Conflict(_) => StatusCode::BAD_REQUEST,
+            DomainError::Invalid { .. } | DomainError::NotFound(_) | DomainError::Conflict(_) => {
+                StatusCode::BAD_REQUEST
+            }
             DomainError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             DomainError::Forbidden(_) => StatusCode::FORBIDDEN,
             // Storage trouble: 503 tells the device to keep the record and retry.
             DomainError::Internal(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
-        Problem { status, detail: e.to_string() }
+        Problem {
+            status,
+            detail: e.to_string(),
+        }
     }
 }
 
@@ -39,7 +47,10 @@ impl IntoResponse for Problem {
             "detail": self.detail,
         });
         let mut r = (self.status, axum::Json(body)).into_response();
-        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         r
     }
 }

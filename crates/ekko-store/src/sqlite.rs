@@ -13,7 +13,10 @@ use ekko_core::ports::{RefreshTokenRecord, RotateOutcome, Store, StoreResult};
 use ekko_core::time::{Timestamp, from_unix_ms};
 use ekko_core::track::{Coordinates, Track, TrackRecord};
 use ekko_core::{AccountId, Imei};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
 use sqlx::{Row, migrate::Migrator};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
@@ -38,7 +41,8 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
 }
 
 fn ts(ms: i64) -> StoreResult<Timestamp> {
-    from_unix_ms(ms).ok_or_else(|| StoreError::Backend(format!("bad timestamp {ms} in the database")))
+    from_unix_ms(ms)
+        .ok_or_else(|| StoreError::Backend(format!("bad timestamp {ms} in the database")))
 }
 
 impl SqliteStore {
@@ -57,7 +61,10 @@ impl SqliteStore {
             .connect_with(opts.clone())
             .await
             .map_err(backend)?;
-        MIGRATOR.run(&writer).await.map_err(|e| StoreError::Backend(format!("migrating the database: {e}")))?;
+        MIGRATOR
+            .run(&writer)
+            .await
+            .map_err(|e| StoreError::Backend(format!("migrating the database: {e}")))?;
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(opts.read_only(true))
@@ -105,7 +112,8 @@ fn track_from_row(r: &SqliteRow) -> StoreResult<Track> {
         recorded_at: ts(r.try_get("recorded_at").map_err(backend)?)?,
         received_at: ts(r.try_get("received_at").map_err(backend)?)?,
         coordinates: lat.zip(lng).map(|(lat, lng)| Coordinates { lat, lng }),
-        fields: serde_json::from_str::<Vec<Field>>(&fields).map_err(|e| StoreError::Backend(e.to_string()))?,
+        fields: serde_json::from_str::<Vec<Field>>(&fields)
+            .map_err(|e| StoreError::Backend(e.to_string()))?,
     })
 }
 
@@ -125,7 +133,9 @@ impl Store for SqliteStore {
         .await;
         match r {
             Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!("account {}", a.email))),
+            Err(e) if is_unique_violation(&e) => {
+                Err(StoreError::Conflict(format!("account {}", a.email)))
+            }
             Err(e) => Err(backend(e)),
         }
     }
@@ -152,7 +162,12 @@ impl Store for SqliteStore {
             .transpose()
     }
 
-    async fn update_account_full_name(&self, id: AccountId, full_name: &str, updated_at: Timestamp) -> StoreResult<Option<Account>> {
+    async fn update_account_full_name(
+        &self,
+        id: AccountId,
+        full_name: &str,
+        updated_at: Timestamp,
+    ) -> StoreResult<Option<Account>> {
         sqlx::query("UPDATE accounts SET full_name = ?, updated_at = ? WHERE id = ? RETURNING *")
             .bind(full_name)
             .bind(updated_at.timestamp_millis())
@@ -174,7 +189,9 @@ impl Store for SqliteStore {
             .await;
         match r {
             Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!("device {}", d.imei))),
+            Err(e) if is_unique_violation(&e) => {
+                Err(StoreError::Conflict(format!("device {}", d.imei)))
+            }
             Err(e) => Err(backend(e)),
         }
     }
@@ -191,7 +208,8 @@ impl Store for SqliteStore {
     }
 
     async fn insert_track(&self, rec: &TrackRecord, received_at: Timestamp) -> StoreResult<Track> {
-        let fields = serde_json::to_string(&rec.fields).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let fields =
+            serde_json::to_string(&rec.fields).map_err(|e| StoreError::Backend(e.to_string()))?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO tracks (imei, recorded_at, received_at, lat, lng, fields) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
         )
@@ -215,12 +233,14 @@ impl Store for SqliteStore {
     }
 
     async fn recent_tracks(&self, imei: &Imei, limit: u32) -> StoreResult<Vec<Track>> {
-        let rows = sqlx::query("SELECT * FROM tracks WHERE imei = ? ORDER BY recorded_at DESC, id DESC LIMIT ?")
-            .bind(imei.as_str())
-            .bind(i64::from(limit))
-            .fetch_all(&self.reader)
-            .await
-            .map_err(backend)?;
+        let rows = sqlx::query(
+            "SELECT * FROM tracks WHERE imei = ? ORDER BY recorded_at DESC, id DESC LIMIT ?",
+        )
+        .bind(imei.as_str())
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
         rows.iter().map(track_from_row).collect()
     }
 
@@ -237,7 +257,11 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn rotate_refresh_token(&self, presented: &str, replacement: &RefreshTokenRecord) -> StoreResult<RotateOutcome> {
+    async fn rotate_refresh_token(
+        &self,
+        presented: &str,
+        replacement: &RefreshTokenRecord,
+    ) -> StoreResult<RotateOutcome> {
         let now = replacement.created_at.timestamp_millis();
         let mut tx = self.writer.begin().await.map_err(backend)?;
         // The conditional UPDATE is the atomic check-and-spend: of two concurrent rotations,
@@ -265,15 +289,17 @@ impl Store for SqliteStore {
                 .await
                 .map_err(backend)?;
             RotateOutcome::Rotated {
-                account: AccountId::parse(&account).map_err(|e| StoreError::Backend(e.to_string()))?,
+                account: AccountId::parse(&account)
+                    .map_err(|e| StoreError::Backend(e.to_string()))?,
                 scope,
             }
         } else {
-            let family: Option<String> = sqlx::query_scalar("SELECT family FROM refresh_tokens WHERE token_hash = ?")
-                .bind(presented)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(backend)?;
+            let family: Option<String> =
+                sqlx::query_scalar("SELECT family FROM refresh_tokens WHERE token_hash = ?")
+                    .bind(presented)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(backend)?;
             match family {
                 Some(family) => {
                     sqlx::query("UPDATE refresh_tokens SET revoked_at = ? WHERE family = ? AND revoked_at IS NULL")
@@ -319,7 +345,10 @@ mod tests {
     async fn duplicate_email_is_a_conflict() {
         let (_d, s) = store().await;
         s.insert_account(&account("a@b.c")).await.unwrap();
-        assert!(matches!(s.insert_account(&account("a@b.c")).await, Err(StoreError::Conflict(_))));
+        assert!(matches!(
+            s.insert_account(&account("a@b.c")).await,
+            Err(StoreError::Conflict(_))
+        ));
     }
 
     #[tokio::test]
@@ -328,7 +357,13 @@ mod tests {
         let a = account("a@b.c");
         s.insert_account(&a).await.unwrap();
         let imei = Imei::parse("359881234567899").unwrap();
-        s.insert_device(&Device { imei: imei.clone(), owner: a.id, created_at: now_ms() }).await.unwrap();
+        s.insert_device(&Device {
+            imei: imei.clone(),
+            owner: a.id,
+            created_at: now_ms(),
+        })
+        .await
+        .unwrap();
         let rec = TrackRecord {
             imei: imei.clone(),
             recorded_at: now_ms(),
@@ -358,11 +393,23 @@ mod tests {
             created_at: now_ms(),
         };
         s.insert_refresh_token(&rec("t1")).await.unwrap();
-        assert!(matches!(s.rotate_refresh_token("t1", &rec("t2")).await.unwrap(), RotateOutcome::Rotated { .. }));
-        assert_eq!(s.rotate_refresh_token("t1", &rec("t3")).await.unwrap(), RotateOutcome::Reused);
+        assert!(matches!(
+            s.rotate_refresh_token("t1", &rec("t2")).await.unwrap(),
+            RotateOutcome::Rotated { .. }
+        ));
+        assert_eq!(
+            s.rotate_refresh_token("t1", &rec("t3")).await.unwrap(),
+            RotateOutcome::Reused
+        );
         // The family is revoked: t2 no longer works either.
-        assert_eq!(s.rotate_refresh_token("t2", &rec("t4")).await.unwrap(), RotateOutcome::Reused);
-        assert_eq!(s.rotate_refresh_token("nope", &rec("t5")).await.unwrap(), RotateOutcome::Unknown);
+        assert_eq!(
+            s.rotate_refresh_token("t2", &rec("t4")).await.unwrap(),
+            RotateOutcome::Reused
+        );
+        assert_eq!(
+            s.rotate_refresh_token("nope", &rec("t5")).await.unwrap(),
+            RotateOutcome::Unknown
+        );
     }
 
     #[tokio::test]
@@ -382,7 +429,9 @@ mod tests {
         for i in 0..8 {
             let s = s.clone();
             let r = rec(format!("n{i}"));
-            handles.push(tokio::spawn(async move { s.rotate_refresh_token("t", &r).await.unwrap() }));
+            handles.push(tokio::spawn(async move {
+                s.rotate_refresh_token("t", &r).await.unwrap()
+            }));
         }
         let mut wins = 0;
         for h in handles {

@@ -13,7 +13,11 @@ use ekko_core::Imei;
 use crate::server::{self, DEFAULT_DATA_DIR, DEFAULT_LISTEN, DEFAULT_OSMAND_LISTEN, ServeOptions};
 
 #[derive(Parser, Debug)]
-#[command(name = "ekko", version, about = "Ekko: a self-hostable connected-vehicle cloud (Connect OAuth, ekko v2 GraphQL, live subscriptions, device gateway)")]
+#[command(
+    name = "ekko",
+    version,
+    about = "Ekko: a self-hostable connected-vehicle cloud (Connect OAuth, ekko v2 GraphQL, live subscriptions, device gateway)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -128,7 +132,10 @@ struct SimulateArgs {
 }
 
 fn interval(secs: f64) -> Result<Duration> {
-    anyhow::ensure!(secs.is_finite() && secs >= 0.01, "--interval must be at least 0.01 seconds");
+    anyhow::ensure!(
+        secs.is_finite() && secs >= 0.01,
+        "--interval must be at least 0.01 seconds"
+    );
     Ok(Duration::from_secs_f64(secs))
 }
 
@@ -169,20 +176,40 @@ async fn run(command: Command) -> Result<()> {
             };
             server::serve_until(opts, server::shutdown_signal()).await
         }
-        Command::Account { command: AccountCommand::Create { data, email, password, full_name } } => {
+        Command::Account {
+            command:
+                AccountCommand::Create {
+                    data,
+                    email,
+                    password,
+                    full_name,
+                },
+        } => {
             let (ekko, store) = server::open_domain(&data.data_dir).await?;
-            let result = ekko_connect::accounts::register(&ekko, &email, &password, &full_name).await;
+            let result =
+                ekko_connect::accounts::register(&ekko, &email, &password, &full_name).await;
             store.close().await;
             let account = result?;
             println!("created account {} (uid {})", account.email, account.id);
             Ok(())
         }
-        Command::Device { command: DeviceCommand::Create { data, imei, account } } => {
+        Command::Device {
+            command:
+                DeviceCommand::Create {
+                    data,
+                    imei,
+                    account,
+                },
+        } => {
             let (ekko, store) = server::open_domain(&data.data_dir).await?;
             let result = ekko.create_device(&imei, &account).await;
             store.close().await;
             let device = result?;
-            println!("registered device {} for {}", device.imei, account.trim().to_lowercase());
+            println!(
+                "registered device {} for {}",
+                device.imei,
+                account.trim().to_lowercase()
+            );
             Ok(())
         }
         Command::Demo(a) => crate::demo::run(a).await,
@@ -207,7 +234,10 @@ async fn run(command: Command) -> Result<()> {
             };
             let summary = crate::simulator::run(opts, rx).await?;
             println!("{summary}");
-            anyhow::ensure!(summary.failed == 0 && summary.refused == 0, "some reports were not acknowledged");
+            anyhow::ensure!(
+                summary.failed == 0 && summary.refused == 0,
+                "some reports were not acknowledged"
+            );
             Ok(())
         }
     }

@@ -15,11 +15,16 @@ pub const DEMO_EMAIL: &str = "demo@ekko.example";
 fn random_password() -> String {
     const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let mut rng = rand::rng();
-    (0..16).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+    (0..16)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
 }
 
 pub async fn run(args: DemoArgs) -> Result<()> {
-    anyhow::ensure!((1..=1000).contains(&args.vehicles), "--vehicles must be between 1 and 1000");
+    anyhow::ensure!(
+        (1..=1000).contains(&args.vehicles),
+        "--vehicles must be between 1 and 1000"
+    );
     let interval = crate::cli::demo_interval(args.interval)?;
     let temp;
     let data_dir = match &args.data_dir {
@@ -83,7 +88,11 @@ Press Ctrl-C to stop.
 "#,
         data = data_dir.display(),
         osmand = running.osmand_addr,
-        devices = imeis.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+        devices = imeis
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
         ws = base.replace("http://", "ws://"),
     );
 
@@ -112,7 +121,11 @@ Press Ctrl-C to stop.
 
 /// A fresh, private temporary directory (removed by `run` on exit).
 fn tempfile_dir() -> Result<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!("ekko-demo-{}-{:08x}", std::process::id(), rand::rng().random::<u32>()));
+    let dir = std::env::temp_dir().join(format!(
+        "ekko-demo-{}-{:08x}",
+        std::process::id(),
+        rand::rng().random::<u32>()
+    ));
     server::ensure_data_dir(&dir).context("creating the demo directory")?;
     Ok(dir)
 }

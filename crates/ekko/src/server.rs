@@ -39,7 +39,8 @@ pub struct ServeOptions {
 /// Creates the data directory (mode 0700) if needed.
 pub fn ensure_data_dir(dir: &Path) -> Result<()> {
     if !dir.exists() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating the data directory {}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating the data directory {}", dir.display()))?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -81,7 +82,10 @@ impl RunningServer {
 }
 
 async fn healthz() -> impl IntoResponse {
-    (StatusCode::OK, axum::Json(serde_json::json!({ "status": "ok" })))
+    (
+        StatusCode::OK,
+        axum::Json(serde_json::json!({ "status": "ok" })),
+    )
 }
 
 async fn index() -> impl IntoResponse {
@@ -100,27 +104,42 @@ async fn index() -> impl IntoResponse {
 
 /// Binds both listeners and starts serving. Returns once both are accepting connections.
 pub async fn start(opts: ServeOptions) -> Result<RunningServer> {
-    jsonwebtoken::crypto::CryptoProvider::try_get_default()
-        .context("the JWT crypto provider is not configured (build with exactly one jsonwebtoken backend)")?;
+    jsonwebtoken::crypto::CryptoProvider::try_get_default().context(
+        "the JWT crypto provider is not configured (build with exactly one jsonwebtoken backend)",
+    )?;
     let (ekko, store) = open_domain(&opts.data_dir).await?;
-    let keys = SigningKeys::load_or_create(&opts.data_dir).map_err(anyhow::Error::msg).context("loading the signing keys")?;
+    let keys = SigningKeys::load_or_create(&opts.data_dir)
+        .map_err(anyhow::Error::msg)
+        .context("loading the signing keys")?;
 
-    let http = TcpListener::bind(opts.listen).await.with_context(|| format!("listening on {}", opts.listen))?;
+    let http = TcpListener::bind(opts.listen)
+        .await
+        .with_context(|| format!("listening on {}", opts.listen))?;
     let osmand = TcpListener::bind(opts.osmand_listen)
         .await
         .with_context(|| format!("listening for OsmAnd devices on {}", opts.osmand_listen))?;
     let http_addr = http.local_addr()?;
     let osmand_addr = osmand.local_addr()?;
 
-    let issuer = opts.public_url.clone().unwrap_or_else(|| format!("http://{http_addr}"));
+    let issuer = opts
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{http_addr}"));
     let tokens = Arc::new(TokenService::new(ekko.clone(), Arc::new(keys), issuer));
     let schema = ekko_api::build_schema(ekko.clone());
     let app = Router::new()
         .route("/", get(index))
         .route("/healthz", get(healthz))
         .merge(ekko_connect::http::router(tokens.clone()))
-        .merge(ekko_api::http::router(ApiState { schema: schema.clone(), tokens: tokens.clone() }))
-        .merge(ekko_socket::phoenix::router(SocketState { schema, tokens, config: Arc::new(opts.socket.clone()) }))
+        .merge(ekko_api::http::router(ApiState {
+            schema: schema.clone(),
+            tokens: tokens.clone(),
+        }))
+        .merge(ekko_socket::phoenix::router(SocketState {
+            schema,
+            tokens,
+            config: Arc::new(opts.socket.clone()),
+        }))
         .layer(CatchPanicLayer::new());
     let gateway = ekko_gateway::osmand::router(ekko.clone()).layer(CatchPanicLayer::new());
 
@@ -131,19 +150,31 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer> {
     let t1 = tokio::spawn({
         let rx = rx.clone();
         async move {
-            if let Err(e) = axum::serve(http, app).with_graceful_shutdown(signal(rx)).await {
+            if let Err(e) = axum::serve(http, app)
+                .with_graceful_shutdown(signal(rx))
+                .await
+            {
                 tracing::error!(error = %e, "HTTP server failed");
             }
         }
     });
     let t2 = tokio::spawn(async move {
-        if let Err(e) = axum::serve(osmand, gateway).with_graceful_shutdown(signal(rx)).await {
+        if let Err(e) = axum::serve(osmand, gateway)
+            .with_graceful_shutdown(signal(rx))
+            .await
+        {
             tracing::error!(error = %e, "OsmAnd listener failed");
         }
     });
     tracing::info!(%http_addr, "API listening: POST /oauth/token, {GRAPHQL_PATH}, {SOCKET_PATH}");
     tracing::info!(%osmand_addr, "OsmAnd device listener ready");
-    Ok(RunningServer { http_addr, osmand_addr, shutdown, tasks: vec![t1, t2], store })
+    Ok(RunningServer {
+        http_addr,
+        osmand_addr,
+        shutdown,
+        tasks: vec![t1, t2],
+        store,
+    })
 }
 
 /// Serves until `stop` resolves, then shuts down gracefully.

@@ -59,8 +59,14 @@ pub const ROUTES: &[Route] = &[
 const EARTH_RADIUS_M: f64 = 6_371_008.8;
 
 fn haversine_m(a: (f64, f64), b: (f64, f64)) -> f64 {
-    let (la1, lo1, la2, lo2) = (a.0.to_radians(), a.1.to_radians(), b.0.to_radians(), b.1.to_radians());
-    let h = ((la2 - la1) / 2.0).sin().powi(2) + la1.cos() * la2.cos() * ((lo2 - lo1) / 2.0).sin().powi(2);
+    let (la1, lo1, la2, lo2) = (
+        a.0.to_radians(),
+        a.1.to_radians(),
+        b.0.to_radians(),
+        b.1.to_radians(),
+    );
+    let h = ((la2 - la1) / 2.0).sin().powi(2)
+        + la1.cos() * la2.cos() * ((lo2 - lo1) / 2.0).sin().powi(2);
     2.0 * EARTH_RADIUS_M * h.sqrt().asin()
 }
 
@@ -142,7 +148,11 @@ impl Vehicle {
         let f = (self.along / len).clamp(0.0, 1.0);
         let (lat, lon) = (a.0 + (b.0 - a.0) * f, a.1 + (b.1 - a.1) * f);
         self.battery = (self.battery - dt * 0.002).max(5.0);
-        let knots = if moving { self.cruise * 3600.0 / 1852.0 } else { 0.0 };
+        let knots = if moving {
+            self.cruise * 3600.0 / 1852.0
+        } else {
+            0.0
+        };
         Report {
             params: vec![
                 ("id", self.imei.to_string()),
@@ -198,8 +208,16 @@ pub struct SimulateOptions {
 
 /// Runs until `rounds` are done or `stop` turns true.
 pub async fn run(opts: SimulateOptions, mut stop: watch::Receiver<bool>) -> Result<Summary> {
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
-    let mut vehicles: Vec<Vehicle> = opts.devices.iter().cloned().enumerate().map(|(i, imei)| Vehicle::new(imei, i)).collect();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let mut vehicles: Vec<Vehicle> = opts
+        .devices
+        .iter()
+        .cloned()
+        .enumerate()
+        .map(|(i, imei)| Vehicle::new(imei, i))
+        .collect();
     let bar = if opts.progress {
         let len = opts.rounds.map(|r| r * vehicles.len() as u64);
         let bar = match len {
@@ -207,9 +225,11 @@ pub async fn run(opts: SimulateOptions, mut stop: watch::Receiver<bool>) -> Resu
             None => ProgressBar::new_spinner(),
         };
         bar.set_style(
-            ProgressStyle::with_template("{spinner} {elapsed_precise} [{bar:30}] {pos} reports {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_spinner())
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{spinner} {elapsed_precise} [{bar:30}] {pos} reports {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_spinner())
+            .progress_chars("=> "),
         );
         bar.enable_steady_tick(Duration::from_millis(200));
         Some(bar)
@@ -229,7 +249,10 @@ pub async fn run(opts: SimulateOptions, mut stop: watch::Receiver<bool>) -> Resu
             _ = ticker.tick() => {}
             _ = stop.changed() => break,
         }
-        let dt = last.elapsed().as_secs_f64().max(opts.interval.as_secs_f64());
+        let dt = last
+            .elapsed()
+            .as_secs_f64()
+            .max(opts.interval.as_secs_f64());
         last = Instant::now();
         let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
         let sends = vehicles.iter_mut().map(|v| {
@@ -275,7 +298,15 @@ mod tests {
         let mut stops = 0;
         for i in 0..600 {
             let r = v.step(1.0, 1_700_000_000.0 + i as f64);
-            let get = |k: &str| r.params.iter().find(|(n, _)| *n == k).unwrap().1.parse::<f64>().unwrap();
+            let get = |k: &str| {
+                r.params
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .unwrap()
+                    .1
+                    .parse::<f64>()
+                    .unwrap()
+            };
             let p = (get("lat"), get("lon"));
             if let Some(l) = last {
                 // Never more than ~60 m in one second (about 200 km/h).

@@ -23,11 +23,18 @@ pub struct Report {
 
 fn bad(param: &str, value: &str, expected: &str) -> Problem {
     let shown: String = value.chars().take(64).collect();
-    Problem::bad_request(format!("parameter '{param}' is malformed: '{shown}' is not {expected}"))
+    Problem::bad_request(format!(
+        "parameter '{param}' is malformed: '{shown}' is not {expected}"
+    ))
 }
 
 fn number(param: &str, value: &str) -> Result<f64, Problem> {
-    value.trim().parse::<f64>().ok().filter(|v| v.is_finite()).ok_or_else(|| bad(param, value, "a number"))
+    value
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite())
+        .ok_or_else(|| bad(param, value, "a number"))
 }
 
 /// Unix seconds, unix milliseconds, RFC 3339 / ISO-8601, or `yyyy-MM-dd HH:mm:ss` (UTC).
@@ -38,7 +45,11 @@ pub fn parse_timestamp(param: &str, value: &str) -> Result<Timestamp, Problem> {
             return Err(bad(param, value, "a time"));
         }
         // Seconds until the year 5138; anything larger is milliseconds.
-        let ms = if n > 1e11 { n.round() as i64 } else { (n * 1000.0).round() as i64 };
+        let ms = if n > 1e11 {
+            n.round() as i64
+        } else {
+            (n * 1000.0).round() as i64
+        };
         return from_unix_ms(ms).ok_or_else(|| bad(param, value, "a time"));
     }
     if let Ok(t) = DateTime::parse_from_rfc3339(v) {
@@ -49,7 +60,11 @@ pub fn parse_timestamp(param: &str, value: &str) -> Result<Timestamp, Problem> {
             return Ok(t.and_utc());
         }
     }
-    Err(bad(param, value, "a time (unix seconds or milliseconds, or ISO-8601)"))
+    Err(bad(
+        param,
+        value,
+        "a time (unix seconds or milliseconds, or ISO-8601)",
+    ))
 }
 
 /// An unmapped parameter's value, typed as best we can.
@@ -80,16 +95,24 @@ fn truthy(param: &str, value: &str) -> Result<bool, Problem> {
 
 fn coordinates(lat: Option<f64>, lon: Option<f64>) -> Result<Option<Coordinates>, Problem> {
     match (lat, lon) {
-        (Some(lat), Some(lon)) => Coordinates::new(lat, lon).map(Some).map_err(|e| Problem::bad_request(e.to_string())),
+        (Some(lat), Some(lon)) => Coordinates::new(lat, lon)
+            .map(Some)
+            .map_err(|e| Problem::bad_request(e.to_string())),
         (None, None) => Ok(None),
-        (Some(_), None) => Err(Problem::bad_request("parameter 'lon' is missing: 'lat' was given without it")),
-        (None, Some(_)) => Err(Problem::bad_request("parameter 'lat' is missing: 'lon' was given without it")),
+        (Some(_), None) => Err(Problem::bad_request(
+            "parameter 'lon' is missing: 'lat' was given without it",
+        )),
+        (None, Some(_)) => Err(Problem::bad_request(
+            "parameter 'lat' is missing: 'lon' was given without it",
+        )),
     }
 }
 
 fn check_field_count(fields: &[Field]) -> Result<(), Problem> {
     if fields.len() > MAX_FIELDS_PER_RECORD {
-        return Err(Problem::bad_request(format!("too many parameters: at most {MAX_FIELDS_PER_RECORD} fields per record")));
+        return Err(Problem::bad_request(format!(
+            "too many parameters: at most {MAX_FIELDS_PER_RECORD} fields per record"
+        )));
     }
     Ok(())
 }
@@ -108,7 +131,9 @@ pub fn decode_params(params: &[(String, String)]) -> Result<Report, Problem> {
             "lat" => lat = Some(number("lat", value)?),
             "lon" => lon = Some(number("lon", value)?),
             "location" => {
-                let (a, b) = value.split_once(',').ok_or_else(|| bad("location", value, "'lat,lon'"))?;
+                let (a, b) = value
+                    .split_once(',')
+                    .ok_or_else(|| bad("location", value, "'lat,lon'"))?;
                 lat = Some(number("location", a)?);
                 lon = Some(number("location", b)?);
             }
@@ -131,8 +156,14 @@ pub fn decode_params(params: &[(String, String)]) -> Result<Report, Problem> {
                     fields.push(fields::accuracy_from_metres(m));
                 }
             }
-            "hdop" => fields.push(Field::new(fields::GPS_HDOP, FieldValue::Int((number("hdop", value)? * 10.0).round() as i64))),
-            "sat" => fields.push(Field::new(fields::GPS_FIXED_SAT_NUM, FieldValue::Int(number("sat", value)?.round() as i64))),
+            "hdop" => fields.push(Field::new(
+                fields::GPS_HDOP,
+                FieldValue::Int((number("hdop", value)? * 10.0).round() as i64),
+            )),
+            "sat" => fields.push(Field::new(
+                fields::GPS_FIXED_SAT_NUM,
+                FieldValue::Int(number("sat", value)?.round() as i64),
+            )),
             "batt" => {
                 let p = number("batt", value)?;
                 if p >= 0.0 {
@@ -140,8 +171,14 @@ pub fn decode_params(params: &[(String, String)]) -> Result<Report, Problem> {
                 }
             }
             "charge" => fields.push(fields::external_power(truthy("charge", value)?)),
-            "ignition" => fields.push(Field::new(fields::DIO_IGNITION, FieldValue::Bool(truthy("ignition", value)?))),
-            "odometer" => fields.push(Field::new(fields::ODO_FULL_METER, FieldValue::Int(number("odometer", value)?.round() as i64))),
+            "ignition" => fields.push(Field::new(
+                fields::DIO_IGNITION,
+                FieldValue::Bool(truthy("ignition", value)?),
+            )),
+            "odometer" => fields.push(Field::new(
+                fields::ODO_FULL_METER,
+                FieldValue::Int(number("odometer", value)?.round() as i64),
+            )),
             "valid" => {
                 let v = if truthy("valid", value)? { "A" } else { "V" };
                 fields.push(Field::new("GPRMC_VALID", FieldValue::Text(v.into())));
@@ -152,7 +189,11 @@ pub fn decode_params(params: &[(String, String)]) -> Result<Report, Problem> {
                         "parameter '{other}' is longer than {MAX_EXTRA_VALUE_CHARS} characters"
                     )));
                 }
-                let name: String = other.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').collect::<String>().to_ascii_uppercase();
+                let name: String = other
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect::<String>()
+                    .to_ascii_uppercase();
                 if !name.is_empty() {
                     fields.push(Field::new(name, typed(value)));
                 }
@@ -160,8 +201,15 @@ pub fn decode_params(params: &[(String, String)]) -> Result<Report, Problem> {
         }
     }
     check_field_count(&fields)?;
-    let device_id = device_id.filter(|d| !d.is_empty()).ok_or_else(|| Problem::bad_request("parameter 'id' is missing: say which device this is"))?;
-    Ok(Report { device_id, recorded_at, coordinates: coordinates(lat, lon)?, fields })
+    let device_id = device_id.filter(|d| !d.is_empty()).ok_or_else(|| {
+        Problem::bad_request("parameter 'id' is missing: say which device this is")
+    })?;
+    Ok(Report {
+        device_id,
+        recorded_at,
+        coordinates: coordinates(lat, lon)?,
+        fields,
+    })
 }
 
 fn json_number(v: Option<&Value>) -> Option<f64> {
@@ -170,13 +218,24 @@ fn json_number(v: Option<&Value>) -> Option<f64> {
 
 /// Decodes the JSON form (current Traccar Client).
 pub fn decode_json(body: &[u8]) -> Result<Report, Problem> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| Problem::bad_request(format!("the body is not valid JSON: {e}")))?;
-    let device_id = match v.get("device_id").or_else(|| v.get("deviceid")).or_else(|| v.get("id")) {
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| Problem::bad_request(format!("the body is not valid JSON: {e}")))?;
+    let device_id = match v
+        .get("device_id")
+        .or_else(|| v.get("deviceid"))
+        .or_else(|| v.get("id"))
+    {
         Some(Value::String(s)) => s.trim().to_owned(),
         Some(Value::Number(n)) => n.to_string(),
-        _ => return Err(Problem::bad_request("'device_id' is missing: say which device this is")),
+        _ => {
+            return Err(Problem::bad_request(
+                "'device_id' is missing: say which device this is",
+            ));
+        }
     };
-    let loc = v.get("location").ok_or_else(|| Problem::bad_request("'location' is missing"))?;
+    let loc = v
+        .get("location")
+        .ok_or_else(|| Problem::bad_request("'location' is missing"))?;
     let recorded_at = match loc.get("timestamp") {
         Some(Value::String(s)) => Some(parse_timestamp("location.timestamp", s)?),
         Some(Value::Number(n)) => Some(parse_timestamp("location.timestamp", &n.to_string())?),
@@ -197,26 +256,54 @@ pub fn decode_json(body: &[u8]) -> Result<Report, Problem> {
     if let Some(acc) = c("accuracy").filter(|a| *a >= 0.0) {
         fields.push(fields::accuracy_from_metres(acc));
     }
-    if let Some(level) = json_number(loc.get("battery").and_then(|b| b.get("level"))).filter(|l| *l >= 0.0) {
+    if let Some(level) =
+        json_number(loc.get("battery").and_then(|b| b.get("level"))).filter(|l| *l >= 0.0)
+    {
         // Traccar Client sends a fraction (0.79); accept a percentage too.
-        fields.push(fields::battery_level_percent(if level <= 1.0 { level * 100.0 } else { level }));
+        fields.push(fields::battery_level_percent(if level <= 1.0 {
+            level * 100.0
+        } else {
+            level
+        }));
     }
-    if let Some(charging) = loc.get("battery").and_then(|b| b.get("is_charging")).and_then(Value::as_bool) {
+    if let Some(charging) = loc
+        .get("battery")
+        .and_then(|b| b.get("is_charging"))
+        .and_then(Value::as_bool)
+    {
         fields.push(fields::external_power(charging));
     }
     if let Some(odo) = json_number(loc.get("odometer")) {
-        fields.push(Field::new(fields::ODO_FULL_METER, FieldValue::Int(odo.round() as i64)));
+        fields.push(Field::new(
+            fields::ODO_FULL_METER,
+            FieldValue::Int(odo.round() as i64),
+        ));
     }
     if let Some(moving) = loc.get("is_moving").and_then(Value::as_bool) {
         fields.push(Field::new("IS_MOVING", FieldValue::Bool(moving)));
     }
     if let Some(event) = loc.get("event").and_then(Value::as_str) {
-        fields.push(Field::new("EVENT", FieldValue::Text(event.chars().take(MAX_EXTRA_VALUE_CHARS).collect())));
+        fields.push(Field::new(
+            "EVENT",
+            FieldValue::Text(event.chars().take(MAX_EXTRA_VALUE_CHARS).collect()),
+        ));
     }
-    if let Some(activity) = loc.get("activity").and_then(|a| a.get("type")).and_then(Value::as_str) {
-        fields.push(Field::new("ACTIVITY", FieldValue::Text(activity.chars().take(MAX_EXTRA_VALUE_CHARS).collect())));
+    if let Some(activity) = loc
+        .get("activity")
+        .and_then(|a| a.get("type"))
+        .and_then(Value::as_str)
+    {
+        fields.push(Field::new(
+            "ACTIVITY",
+            FieldValue::Text(activity.chars().take(MAX_EXTRA_VALUE_CHARS).collect()),
+        ));
     }
     check_field_count(&fields)?;
     let coordinates = coordinates(c("latitude"), c("longitude"))?;
-    Ok(Report { device_id, recorded_at, coordinates, fields })
+    Ok(Report {
+        device_id,
+        recorded_at,
+        coordinates,
+        fields,
+    })
 }

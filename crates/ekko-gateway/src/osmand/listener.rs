@@ -19,31 +19,53 @@ use crate::problem::Problem;
 pub const MAX_BODY: usize = 64 * 1024;
 
 pub fn router(ekko: Ekko) -> Router {
-    Router::new().fallback(handle).layer(DefaultBodyLimit::max(MAX_BODY)).with_state(ekko)
+    Router::new()
+        .fallback(handle)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(ekko)
 }
 
 fn is_json(headers: &HeaderMap, body: &[u8]) -> bool {
-    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     ct.contains("json") || body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
 }
 
-fn report_from_request(method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Result<Report, Problem> {
+fn report_from_request(
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Report, Problem> {
     if *method == Method::POST && is_json(headers, body) {
         return decode_json(body);
     }
-    let mut params: Vec<(String, String)> = serde_urlencoded::from_str(uri.query().unwrap_or(""))
-        .map_err(|e| Problem::bad_request(format!("the query string is malformed: {e}")))?;
+    let mut params: Vec<(String, String)> =
+        serde_urlencoded::from_str(uri.query().unwrap_or(""))
+            .map_err(|e| Problem::bad_request(format!("the query string is malformed: {e}")))?;
     if *method == Method::POST && !body.is_empty() {
-        let form: Vec<(String, String)> =
-            serde_urlencoded::from_bytes(body).map_err(|e| Problem::bad_request(format!("the form body is malformed: {e}")))?;
+        let form: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
+            .map_err(|e| Problem::bad_request(format!("the form body is malformed: {e}")))?;
         params.extend(form);
     }
     decode_params(&params)
 }
 
-async fn handle(State(ekko): State<Ekko>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn handle(
+    State(ekko): State<Ekko>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if method != Method::GET && method != Method::POST {
-        return (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "GET, POST")]).into_response();
+        return (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(header::ALLOW, "GET, POST")],
+        )
+            .into_response();
     }
     match ingest(&ekko, &method, &uri, &headers, &body).await {
         Ok(()) => StatusCode::OK.into_response(),
@@ -54,11 +76,19 @@ async fn handle(State(ekko): State<Ekko>, method: Method, uri: Uri, headers: Hea
     }
 }
 
-async fn ingest(ekko: &Ekko, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Result<(), Problem> {
+async fn ingest(
+    ekko: &Ekko,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(), Problem> {
     let report = report_from_request(method, uri, headers, body)?;
     let imei = Imei::parse(&report.device_id).map_err(|_| {
         let shown: String = report.device_id.chars().take(32).collect();
-        Problem::bad_request(format!("device '{shown}' is not registered (Ekko device ids are 15-digit IMEIs)"))
+        Problem::bad_request(format!(
+            "device '{shown}' is not registered (Ekko device ids are 15-digit IMEIs)"
+        ))
     })?;
     let record = TrackRecord {
         imei,

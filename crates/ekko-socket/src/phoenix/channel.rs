@@ -90,7 +90,9 @@ impl Channel {
     pub async fn handle(&mut self, msg: Message) -> Vec<Message> {
         if msg.topic == "phoenix" {
             return match msg.event.as_str() {
-                "heartbeat" | "phx_ping" | "phx_pong" | "ping" => vec![Message::reply_to(&msg, Value::Null, "ok", json!({}))],
+                "heartbeat" | "phx_ping" | "phx_pong" | "ping" => {
+                    vec![Message::reply_to(&msg, Value::Null, "ok", json!({}))]
+                }
                 _ => vec![error_reason(&msg, Value::Null, "unmatched topic")],
             };
         }
@@ -104,7 +106,11 @@ impl Channel {
             }
             let join_ref = self.joined.take().unwrap_or_default();
             self.drop_all_subscriptions();
-            let close = Message { join_ref: join_ref.clone(), ref_: join_ref.clone(), ..Message::push(CONTROL_TOPIC, "phx_close", json!({})) };
+            let close = Message {
+                join_ref: join_ref.clone(),
+                ref_: join_ref.clone(),
+                ..Message::push(CONTROL_TOPIC, "phx_close", json!({}))
+            };
             return vec![Message::reply_to(&msg, join_ref, "ok", json!({})), close];
         }
         if !joined_here {
@@ -119,7 +125,8 @@ impl Channel {
             "doc" => self.doc(msg, join_ref).await,
             "unsubscribe" => self.unsubscribe(msg, join_ref),
             other => {
-                let reason = format!("unknown event '{other}' on {CONTROL_TOPIC}; use doc or unsubscribe");
+                let reason =
+                    format!("unknown event '{other}' on {CONTROL_TOPIC}; use doc or unsubscribe");
                 vec![error_reason(&msg, join_ref, reason)]
             }
         }
@@ -140,7 +147,11 @@ impl Channel {
         if let Some(old) = self.joined.take() {
             // A duplicate join replaces the channel: close the old one first, as Phoenix does.
             self.drop_all_subscriptions();
-            out.push(Message { join_ref: old.clone(), ref_: old, ..Message::push(CONTROL_TOPIC, "phx_close", json!({})) });
+            out.push(Message {
+                join_ref: old.clone(),
+                ref_: old,
+                ..Message::push(CONTROL_TOPIC, "phx_close", json!({}))
+            });
         }
         self.generation += 1;
         self.joined = Some(new_ref.clone());
@@ -150,17 +161,33 @@ impl Channel {
 
     async fn doc(&mut self, msg: Message, join_ref: Value) -> Vec<Message> {
         let Some(payload) = msg.payload.as_object() else {
-            return vec![error_reason(&msg, join_ref, "doc payload must be an object {query, variables}")];
+            return vec![error_reason(
+                &msg,
+                join_ref,
+                "doc payload must be an object {query, variables}",
+            )];
         };
-        let query = payload.get("query").and_then(Value::as_str).unwrap_or("").to_owned();
+        let query = payload
+            .get("query")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
         let variables = match payload.get("variables") {
             None | Some(Value::Null) => json!({}),
             Some(v @ Value::Object(_)) => v.clone(),
             Some(_) => {
-                return vec![Message::reply_to(&msg, join_ref, "error", json!({"error": "Could not parse variables as map"}))];
+                return vec![Message::reply_to(
+                    &msg,
+                    join_ref,
+                    "error",
+                    json!({"error": "Could not parse variables as map"}),
+                )];
             }
         };
-        let operation_name = payload.get("operationName").and_then(Value::as_str).map(str::to_owned);
+        let operation_name = payload
+            .get("operationName")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         let mut request = async_graphql::Request::new(query.clone())
             .variables(async_graphql::Variables::from_json(variables.clone()))
             .data(RequestAuth(self.caller.clone()));
@@ -176,25 +203,43 @@ impl Channel {
             }
         }
         if self.subscriptions.len() + self.pending_ids.len() >= self.max_subscriptions {
-            let reason = format!("too many subscriptions on this socket (at most {})", self.max_subscriptions);
+            let reason = format!(
+                "too many subscriptions on this socket (at most {})",
+                self.max_subscriptions
+            );
             return vec![error_reason(&msg, join_ref, reason)];
         }
         self.docs += 1;
-        let id = format!("{DOC_TOPIC_PREFIX}{}:{}", self.context_id, doc_hash(&query, &variables, self.docs));
+        let id = format!(
+            "{DOC_TOPIC_PREFIX}{}:{}",
+            self.context_id,
+            doc_hash(&query, &variables, self.docs)
+        );
         let (ready, ready_rx) = SubscriptionReady::new();
         let stream = self.schema.execute_stream(request.data(ready));
         self.pending_ids.insert(id.clone());
         let generation = self.generation;
         self.pending.push(
             async move {
-                let result = match tokio::time::timeout(SUBSCRIBE_SETUP_TIMEOUT, setup(stream, ready_rx)).await {
-                    Ok(r) => r,
-                    Err(_) => Err(Response::from_errors(vec![async_graphql::ServerError::new(
-                        "the subscription could not be registered in time; try again",
-                        None,
-                    )])),
-                };
-                SetupOutcome { id, request: msg, join_ref, generation, result }
+                let result =
+                    match tokio::time::timeout(SUBSCRIBE_SETUP_TIMEOUT, setup(stream, ready_rx))
+                        .await
+                    {
+                        Ok(r) => r,
+                        Err(_) => Err(Response::from_errors(vec![
+                            async_graphql::ServerError::new(
+                                "the subscription could not be registered in time; try again",
+                                None,
+                            ),
+                        ])),
+                    };
+                SetupOutcome {
+                    id,
+                    request: msg,
+                    join_ref,
+                    generation,
+                    result,
+                }
             }
             .boxed(),
         );
@@ -209,7 +254,12 @@ impl Channel {
         }
         match outcome.result {
             Ok(stream) => {
-                let reply = Message::reply_to(&outcome.request, outcome.join_ref, "ok", json!({ "subscriptionId": outcome.id }));
+                let reply = Message::reply_to(
+                    &outcome.request,
+                    outcome.join_ref,
+                    "ok",
+                    json!({ "subscriptionId": outcome.id }),
+                );
                 self.subscriptions.insert(outcome.id, stream);
                 vec![reply]
             }
@@ -218,17 +268,35 @@ impl Channel {
     }
 
     fn unsubscribe(&mut self, msg: Message, join_ref: Value) -> Vec<Message> {
-        let Some(id) = msg.payload.get("subscriptionId").and_then(Value::as_str).map(str::to_owned) else {
-            return vec![error_reason(&msg, join_ref, "unsubscribe needs {\"subscriptionId\": ...}")];
+        let Some(id) = msg
+            .payload
+            .get("subscriptionId")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+        else {
+            return vec![error_reason(
+                &msg,
+                join_ref,
+                "unsubscribe needs {\"subscriptionId\": ...}",
+            )];
         };
         // Absinthe answers ok even for an id it does not know.
         self.subscriptions.remove(&id);
-        vec![Message::reply_to(&msg, join_ref, "ok", json!({ "subscriptionId": id }))]
+        vec![Message::reply_to(
+            &msg,
+            join_ref,
+            "ok",
+            json!({ "subscriptionId": id }),
+        )]
     }
 
     /// The `subscription:data` push for one result of subscription `id`.
     pub fn data_push(id: &str, response: Response) -> Message {
-        Message::push(id, "subscription:data", json!({ "result": response_json(response), "subscriptionId": id }))
+        Message::push(
+            id,
+            "subscription:data",
+            json!({ "result": response_json(response), "subscriptionId": id }),
+        )
     }
 }
 
@@ -250,19 +318,25 @@ async fn setup(
     };
     match first {
         First::Ready(true) => Ok(stream),
-        First::Item(item) if ready.try_recv().is_ok() => Ok(stream::iter(item).chain(stream).boxed()),
+        First::Item(item) if ready.try_recv().is_ok() => {
+            Ok(stream::iter(item).chain(stream).boxed())
+        }
         First::Ready(false) => Err(stream.next().await.unwrap_or_else(ended_early)),
         First::Item(item) => Err(item.unwrap_or_else(ended_early)),
     }
 }
 
 fn ended_early() -> Response {
-    Response::from_errors(vec![async_graphql::ServerError::new("the subscription ended before it started", None)])
+    Response::from_errors(vec![async_graphql::ServerError::new(
+        "the subscription ended before it started",
+        None,
+    )])
 }
 
 fn response_json(response: Response) -> Value {
     // Only data / errors / extensions: gql refuses any other key in a result.
-    serde_json::to_value(&response).unwrap_or_else(|_| json!({"errors": [{"message": "could not encode the result"}]}))
+    serde_json::to_value(&response)
+        .unwrap_or_else(|_| json!({"errors": [{"message": "could not encode the result"}]}))
 }
 
 /// Absinthe's rule: a result with data is `ok` (even with field errors); without data, `error`.

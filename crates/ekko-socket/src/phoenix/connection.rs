@@ -54,14 +54,19 @@ pub struct SocketState {
 }
 
 pub fn router(state: SocketState) -> Router {
-    Router::new().route(SOCKET_PATH, get(upgrade)).with_state(state)
+    Router::new()
+        .route(SOCKET_PATH, get(upgrade))
+        .with_state(state)
 }
 
 /// The Phoenix subprotocol that carries a token: `base64url.bearer.phx.<base64url(token)>`.
 const SUBPROTOCOL_TOKEN_PREFIX: &str = "base64url.bearer.phx.";
 
 fn token_from_request(params: &HashMap<String, String>, headers: &HeaderMap) -> Option<String> {
-    if let Some(v) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+    if let Some(v) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
         return Some(v.to_owned());
     }
     for key in ["Authorization", "authorization", "token", "access_token"] {
@@ -69,10 +74,14 @@ fn token_from_request(params: &HashMap<String, String>, headers: &HeaderMap) -> 
             return Some(v.clone());
         }
     }
-    let protocols = headers.get(header::SEC_WEBSOCKET_PROTOCOL).and_then(|v| v.to_str().ok())?;
+    let protocols = headers
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok())?;
     protocols.split(',').map(str::trim).find_map(|p| {
         let b64 = p.strip_prefix(SUBPROTOCOL_TOKEN_PREFIX)?;
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(b64.trim_end_matches('=')).ok()?;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(b64.trim_end_matches('='))
+            .ok()?;
         String::from_utf8(bytes).ok()
     })
 }
@@ -95,7 +104,8 @@ async fn upgrade(
         )
             .into_response();
     };
-    let params: HashMap<String, String> = serde_urlencoded::from_str(query.as_deref().unwrap_or("")).unwrap_or_default();
+    let params: HashMap<String, String> =
+        serde_urlencoded::from_str(query.as_deref().unwrap_or("")).unwrap_or_default();
     let vsn = match Vsn::negotiate(params.get("vsn").map(String::as_str)) {
         Ok(v) => v,
         Err(reason) => return forbidden(reason),
@@ -112,7 +122,12 @@ async fn upgrade(
         .max_message_size(config.max_message_bytes)
         .max_frame_size(config.max_message_bytes)
         .on_upgrade(move |socket| async move {
-            let mut conn = Connection { socket, vsn, config, channel: Channel::new(state.schema.clone(), caller, state.config.max_subscriptions) };
+            let mut conn = Connection {
+                socket,
+                vsn,
+                config,
+                channel: Channel::new(state.schema.clone(), caller, state.config.max_subscriptions),
+            };
             conn.run().await;
         })
 }
@@ -142,11 +157,19 @@ fn close_reason(reason: &str) -> String {
 impl Connection {
     async fn send(&mut self, msg: &Message) -> Result<(), Exit> {
         let text = frame::encode(self.vsn, msg);
-        match tokio::time::timeout(self.config.send_timeout, self.socket.send(WsMessage::Text(text.into()))).await {
+        match tokio::time::timeout(
+            self.config.send_timeout,
+            self.socket.send(WsMessage::Text(text.into())),
+        )
+        .await
+        {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(Exit::ClientGone),
             // The client stopped reading: drop it rather than buffer without bound.
-            Err(_) => Err(Exit::Close(1008, "client too slow: it did not read its messages".into())),
+            Err(_) => Err(Exit::Close(
+                1008,
+                "client too slow: it did not read its messages".into(),
+            )),
         }
     }
 
@@ -161,8 +184,15 @@ impl Connection {
         let exit = self.serve().await;
         if let Exit::Close(code, reason) = exit {
             tracing::debug!(code, %reason, "closing Phoenix socket");
-            let frame = CloseFrame { code, reason: close_reason(&reason).into() };
-            let _ = tokio::time::timeout(Duration::from_secs(2), self.socket.send(WsMessage::Close(Some(frame)))).await;
+            let frame = CloseFrame {
+                code,
+                reason: close_reason(&reason).into(),
+            };
+            let _ = tokio::time::timeout(
+                Duration::from_secs(2),
+                self.socket.send(WsMessage::Close(Some(frame))),
+            )
+            .await;
         }
     }
 

@@ -25,15 +25,28 @@ impl Vsn {
         let core = v.split(['-', '+']).next().unwrap_or("");
         let parts: Vec<&str> = core.split('.').collect();
         let nums: Option<Vec<u64>> = if parts.len() == 3 {
-            parts.iter().map(|p| if p.is_empty() || (p.len() > 1 && p.starts_with('0')) { None } else { p.parse().ok() }).collect()
+            parts
+                .iter()
+                .map(|p| {
+                    if p.is_empty() || (p.len() > 1 && p.starts_with('0')) {
+                        None
+                    } else {
+                        p.parse().ok()
+                    }
+                })
+                .collect()
         } else {
             None
         };
         match nums.as_deref() {
             Some([1, 0, _]) => Ok(Vsn::V1),
             Some([2, 0, _]) => Ok(Vsn::V2),
-            Some(_) => Err(format!("unsupported serializer vsn={v}; use 1.0.0 or 2.0.0")),
-            None => Err(format!("vsn={v} is not a version (expected 1.0.0 or 2.0.0)")),
+            Some(_) => Err(format!(
+                "unsupported serializer vsn={v}; use 1.0.0 or 2.0.0"
+            )),
+            None => Err(format!(
+                "vsn={v} is not a version (expected 1.0.0 or 2.0.0)"
+            )),
         }
     }
 }
@@ -62,7 +75,13 @@ impl Message {
 
     /// A server push or broadcast: no ref, no join_ref.
     pub fn push(topic: impl Into<String>, event: impl Into<String>, payload: Value) -> Message {
-        Message { join_ref: Value::Null, ref_: Value::Null, topic: topic.into(), event: event.into(), payload }
+        Message {
+            join_ref: Value::Null,
+            ref_: Value::Null,
+            topic: topic.into(),
+            event: event.into(),
+            payload,
+        }
     }
 }
 
@@ -93,11 +112,14 @@ fn foreign(obj: &Map<String, Value>) -> Option<DecodeError> {
 }
 
 fn string_field(v: &Value, what: &str) -> Result<String, DecodeError> {
-    v.as_str().map(str::to_owned).ok_or_else(|| DecodeError::Malformed(format!("{what} must be a string")))
+    v.as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| DecodeError::Malformed(format!("{what} must be a string")))
 }
 
 pub fn decode(vsn: Vsn, text: &str) -> Result<Message, DecodeError> {
-    let value: Value = serde_json::from_str(text).map_err(|e| DecodeError::Malformed(format!("frame is not JSON: {e}")))?;
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| DecodeError::Malformed(format!("frame is not JSON: {e}")))?;
     match (vsn, value) {
         (Vsn::V1, Value::Object(obj)) => {
             if let Some(f) = foreign(&obj) {
@@ -136,7 +158,10 @@ pub fn decode(vsn: Vsn, text: &str) -> Result<Message, DecodeError> {
 
 pub fn encode(vsn: Vsn, m: &Message) -> String {
     match vsn {
-        Vsn::V1 => json!({ "topic": m.topic, "event": m.event, "payload": m.payload, "ref": m.ref_ }).to_string(),
+        Vsn::V1 => {
+            json!({ "topic": m.topic, "event": m.event, "payload": m.payload, "ref": m.ref_ })
+                .to_string()
+        }
         Vsn::V2 => json!([m.join_ref, m.ref_, m.topic, m.event, m.payload]).to_string(),
     }
 }
@@ -159,7 +184,13 @@ pub fn decode_binary_push_header(bytes: &[u8]) -> Option<Message> {
     let ref_ = take(lens[1])?;
     let topic = take(lens[2])?;
     let event = take(lens[3])?;
-    Some(Message { join_ref: join_ref.into(), ref_: ref_.into(), topic, event, payload: Value::Null })
+    Some(Message {
+        join_ref: join_ref.into(),
+        ref_: ref_.into(),
+        topic,
+        event,
+        payload: Value::Null,
+    })
 }
 
 #[cfg(test)]
@@ -180,11 +211,19 @@ mod tests {
     // Golden frames: the getting-started client (V1, string refs) and gql (V1, integer refs).
     #[test]
     fn v1_decodes_getting_started_join_and_keeps_ref_types() {
-        let m = decode(Vsn::V1, r#"{"topic": "__absinthe__:control", "event": "phx_join", "payload": {}, "ref": "1"}"#).unwrap();
+        let m = decode(
+            Vsn::V1,
+            r#"{"topic": "__absinthe__:control", "event": "phx_join", "payload": {}, "ref": "1"}"#,
+        )
+        .unwrap();
         assert_eq!(m.topic, "__absinthe__:control");
         assert_eq!(m.ref_, json!("1"));
         assert_eq!(m.join_ref, Value::Null);
-        let gql = decode(Vsn::V1, r#"{"topic":"phoenix","event":"heartbeat","payload":{},"ref":7}"#).unwrap();
+        let gql = decode(
+            Vsn::V1,
+            r#"{"topic":"phoenix","event":"heartbeat","payload":{},"ref":7}"#,
+        )
+        .unwrap();
         assert_eq!(gql.ref_, json!(7));
         let reply = Message::reply_to(&gql, Value::Null, "ok", json!({}));
         assert_eq!(
@@ -195,20 +234,32 @@ mod tests {
 
     #[test]
     fn v1_never_sends_join_ref() {
-        let m = Message { join_ref: json!("5"), ..Message::push("t", "e", json!({})) };
+        let m = Message {
+            join_ref: json!("5"),
+            ..Message::push("t", "e", json!({}))
+        };
         assert!(!encode(Vsn::V1, &m).contains("join_ref"));
     }
 
     #[test]
     fn v2_round_trip_phoenix_js_frames() {
         let m = decode(Vsn::V2, r#"["3","3","__absinthe__:control","phx_join",{}]"#).unwrap();
-        assert_eq!((m.join_ref.clone(), m.ref_.clone()), (json!("3"), json!("3")));
+        assert_eq!(
+            (m.join_ref.clone(), m.ref_.clone()),
+            (json!("3"), json!("3"))
+        );
         let reply = Message::reply_to(&m, m.join_ref.clone(), "ok", json!({}));
-        assert_eq!(encode(Vsn::V2, &reply), r#"["3","3","__absinthe__:control","phx_reply",{"response":{},"status":"ok"}]"#);
+        assert_eq!(
+            encode(Vsn::V2, &reply),
+            r#"["3","3","__absinthe__:control","phx_reply",{"response":{},"status":"ok"}]"#
+        );
         let hb = decode(Vsn::V2, r#"[null,"8","phoenix","heartbeat",{}]"#).unwrap();
         assert_eq!(hb.join_ref, Value::Null);
         let push = Message::push("__absinthe__:doc:1:AB", "subscription:data", json!({"a":1}));
-        assert_eq!(encode(Vsn::V2, &push), r#"[null,null,"__absinthe__:doc:1:AB","subscription:data",{"a":1}]"#);
+        assert_eq!(
+            encode(Vsn::V2, &push),
+            r#"[null,null,"__absinthe__:doc:1:AB","subscription:data",{"a":1}]"#
+        );
     }
 
     #[test]
@@ -232,7 +283,10 @@ mod tests {
         b.extend_from_slice(b"12topicevt");
         b.extend_from_slice(b"\x00\x01payload");
         let m = decode_binary_push_header(&b).unwrap();
-        assert_eq!((m.topic.as_str(), m.event.as_str(), m.ref_.clone()), ("topic", "evt", json!("2")));
+        assert_eq!(
+            (m.topic.as_str(), m.event.as_str(), m.ref_.clone()),
+            ("topic", "evt", json!("2"))
+        );
         assert!(decode_binary_push_header(&[0, 9, 9, 9, 9]).is_none());
         assert!(decode_binary_push_header(&[]).is_none());
     }
