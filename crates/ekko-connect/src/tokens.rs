@@ -255,14 +255,19 @@ impl TokenService {
 
     /// Verifies an access token (signature with the key named by `kid`, expiry, issuer).
     pub fn verify_access_token(&self, token: &str) -> Result<Caller, AuthError> {
-        let header = jsonwebtoken::decode_header(token)
-            .map_err(|_| AuthError::Invalid("not a JWT".into()))?;
-        if header.alg != Algorithm::RS256 {
-            return Err(AuthError::Invalid(format!(
-                "algorithm {:?} is not accepted (RS256 only)",
-                header.alg
-            )));
+        // Read `alg` ourselves first: a header naming an algorithm the JWT library does not
+        // know (`none`) must still get a message that says why it was refused.
+        let raw_header = token
+            .split('.')
+            .next()
+            .and_then(|h| URL_SAFE_NO_PAD.decode(h).ok())
+            .and_then(|h| serde_json::from_slice::<serde_json::Value>(&h).ok())
+            .ok_or_else(|| AuthError::Invalid("not a JWT".into()))?;
+        let alg = raw_header.get("alg").and_then(|a| a.as_str()).unwrap_or("");
+        if alg != "RS256" {
+            return Err(AuthError::Invalid(format!("algorithm '{alg}' is not accepted (RS256 only)")));
         }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Invalid("not a JWT".into()))?;
         let kid = header
             .kid
             .ok_or_else(|| AuthError::Invalid("no key id (kid) in the header".into()))?;
