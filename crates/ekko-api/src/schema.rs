@@ -215,10 +215,9 @@ impl Subscription {
         Ok(stream
             .map(|item| match item {
                 BusItem::Notification(n) => Ok(DeviceNotificationObject::from(n.as_ref())),
-                BusItem::Overflowed => Err(ekko_core::DomainError::Internal(
+                BusItem::Overflowed => Err(to_graphql(ekko_core::DomainError::Internal(
                     "this subscription fell too far behind the device's data and was stopped; subscribe again".into(),
-                ))
-                .map_err(to_graphql),
+                ))),
             }))
         // The bus ends the stream right after `Overflowed`, so the error is the last item.
     }

@@ -265,9 +265,12 @@ impl TokenService {
             .ok_or_else(|| AuthError::Invalid("not a JWT".into()))?;
         let alg = raw_header.get("alg").and_then(|a| a.as_str()).unwrap_or("");
         if alg != "RS256" {
-            return Err(AuthError::Invalid(format!("algorithm '{alg}' is not accepted (RS256 only)")));
+            return Err(AuthError::Invalid(format!(
+                "algorithm '{alg}' is not accepted (RS256 only)"
+            )));
         }
-        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Invalid("not a JWT".into()))?;
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|_| AuthError::Invalid("not a JWT".into()))?;
         let kid = header
             .kid
             .ok_or_else(|| AuthError::Invalid("no key id (kid) in the header".into()))?;

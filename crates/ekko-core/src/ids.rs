@@ -94,7 +94,7 @@ fn luhn_valid(digits: &str) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// Computes the Luhn check digit for 14 leading digits (used by the simulator and demo).

@@ -136,7 +136,7 @@ impl Vehicle {
                 self.along = 0.0;
                 self.segment = (self.segment + 1) % self.route.waypoints.len();
                 // Park at every third waypoint for a while: a stop with the ignition off.
-                if self.segment % 3 == 0 {
+                if self.segment.is_multiple_of(3) {
                     self.stopped_for = 20.0;
                     break;
                 }

@@ -8,7 +8,11 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_ekko");
 
 fn ekko(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).env_remove("EKKO_PASSWORD").output().unwrap()
+    Command::new(BIN)
+        .args(args)
+        .env_remove("EKKO_PASSWORD")
+        .output()
+        .unwrap()
 }
 
 fn stderr(o: &Output) -> String {
@@ -16,24 +20,117 @@ fn stderr(o: &Output) -> String {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[test]
 fn admin_commands_give_clear_errors_and_nonzero_exits() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
-    let ok = ekko(&["account", "create", "--data-dir", d, "--email", "Ann@Example.com", "--password", "long enough pw", "--full-name", "Ann"]);
+    let ok = ekko(&[
+        "account",
+        "create",
+        "--data-dir",
+        d,
+        "--email",
+        "Ann@Example.com",
+        "--password",
+        "long enough pw",
+        "--full-name",
+        "Ann",
+    ]);
     assert!(ok.status.success(), "{}", stderr(&ok));
     assert!(String::from_utf8_lossy(&ok.stdout).contains("ann@example.com"));
 
     let cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["account", "create", "--data-dir", d, "--email", "ann@example.com", "--password", "long enough pw", "--full-name", "A"], "already exists"),
-        (vec!["account", "create", "--data-dir", d, "--email", "bob@example.com", "--password", "short", "--full-name", "B"], "at least 8"),
-        (vec!["account", "create", "--data-dir", d, "--email", "not-an-email", "--password", "long enough pw", "--full-name", "B"], "not an email"),
-        (vec!["device", "create", "--data-dir", d, "--imei", "12345", "--account", "ann@example.com"], "15 digits"),
-        (vec!["device", "create", "--data-dir", d, "--imei", "359881234567898", "--account", "ann@example.com"], "check digit"),
-        (vec!["device", "create", "--data-dir", d, "--imei", "359881234567899", "--account", "nobody@example.com"], "no account"),
+        (
+            vec![
+                "account",
+                "create",
+                "--data-dir",
+                d,
+                "--email",
+                "ann@example.com",
+                "--password",
+                "long enough pw",
+                "--full-name",
+                "A",
+            ],
+            "already exists",
+        ),
+        (
+            vec![
+                "account",
+                "create",
+                "--data-dir",
+                d,
+                "--email",
+                "bob@example.com",
+                "--password",
+                "short",
+                "--full-name",
+                "B",
+            ],
+            "at least 8",
+        ),
+        (
+            vec![
+                "account",
+                "create",
+                "--data-dir",
+                d,
+                "--email",
+                "not-an-email",
+                "--password",
+                "long enough pw",
+                "--full-name",
+                "B",
+            ],
+            "not an email",
+        ),
+        (
+            vec![
+                "device",
+                "create",
+                "--data-dir",
+                d,
+                "--imei",
+                "12345",
+                "--account",
+                "ann@example.com",
+            ],
+            "15 digits",
+        ),
+        (
+            vec![
+                "device",
+                "create",
+                "--data-dir",
+                d,
+                "--imei",
+                "359881234567898",
+                "--account",
+                "ann@example.com",
+            ],
+            "check digit",
+        ),
+        (
+            vec![
+                "device",
+                "create",
+                "--data-dir",
+                d,
+                "--imei",
+                "359881234567899",
+                "--account",
+                "nobody@example.com",
+            ],
+            "no account",
+        ),
     ];
     for (args, expected) in cases {
         let out = ekko(&args);
@@ -42,9 +139,27 @@ fn admin_commands_give_clear_errors_and_nonzero_exits() {
         assert!(err.contains(expected), "{args:?}: {err}");
         assert!(!err.contains("panicked"), "{err}");
     }
-    let ok = ekko(&["device", "create", "--data-dir", d, "--imei", "359881234567899", "--account", "ANN@example.com"]);
+    let ok = ekko(&[
+        "device",
+        "create",
+        "--data-dir",
+        d,
+        "--imei",
+        "359881234567899",
+        "--account",
+        "ANN@example.com",
+    ]);
     assert!(ok.status.success(), "{}", stderr(&ok));
-    let dup = ekko(&["device", "create", "--data-dir", d, "--imei", "359881234567899", "--account", "ann@example.com"]);
+    let dup = ekko(&[
+        "device",
+        "create",
+        "--data-dir",
+        d,
+        "--imei",
+        "359881234567899",
+        "--account",
+        "ann@example.com",
+    ]);
     assert!(stderr(&dup).contains("already registered"));
 }
 
@@ -54,7 +169,15 @@ fn admin_commands_work_while_serve_runs_and_serve_stops_on_sigterm() {
     let d = dir.path().to_str().unwrap();
     let (http, osmand) = (free_port(), free_port());
     let mut server = Command::new(BIN)
-        .args(["serve", "--data-dir", d, "--listen", &format!("127.0.0.1:{http}"), "--osmand-listen", &format!("127.0.0.1:{osmand}")])
+        .args([
+            "serve",
+            "--data-dir",
+            d,
+            "--listen",
+            &format!("127.0.0.1:{http}"),
+            "--osmand-listen",
+            &format!("127.0.0.1:{osmand}"),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -64,20 +187,51 @@ fn admin_commands_work_while_serve_runs_and_serve_stops_on_sigterm() {
         assert!(Instant::now() < deadline, "server did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let out = ekko(&["account", "create", "--data-dir", d, "--email", "live@example.com", "--password", "long enough pw", "--full-name", "Live"]);
+    let out = ekko(&[
+        "account",
+        "create",
+        "--data-dir",
+        d,
+        "--email",
+        "live@example.com",
+        "--password",
+        "long enough pw",
+        "--full-name",
+        "Live",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let out = ekko(&["device", "create", "--data-dir", d, "--imei", "359881234567899", "--account", "live@example.com"]);
+    let out = ekko(&[
+        "device",
+        "create",
+        "--data-dir",
+        d,
+        "--imei",
+        "359881234567899",
+        "--account",
+        "live@example.com",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
 
     // The key file is private.
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let key = std::fs::read_dir(dir.path().join("keys")).unwrap().next().unwrap().unwrap().path();
-        assert_eq!(std::fs::metadata(key).unwrap().permissions().mode() & 0o777, 0o600);
+        let key = std::fs::read_dir(dir.path().join("keys"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        assert_eq!(
+            std::fs::metadata(key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 
-    let kill = Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap();
+    let kill = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
     assert!(kill.success());
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -85,7 +239,10 @@ fn admin_commands_work_while_serve_runs_and_serve_stops_on_sigterm() {
             assert!(status.success(), "serve exited with {status}");
             break;
         }
-        assert!(Instant::now() < deadline, "serve did not stop within 10 s of SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "serve did not stop within 10 s of SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -95,7 +252,19 @@ fn serve_reports_a_busy_port_clearly() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
     let dir = tempfile::tempdir().unwrap();
-    let out = ekko(&["serve", "--data-dir", dir.path().to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}"), "--osmand-listen", "127.0.0.1:0"]);
+    let out = ekko(&[
+        "serve",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--osmand-listen",
+        "127.0.0.1:0",
+    ]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains(&format!("listening on 127.0.0.1:{port}")), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("listening on 127.0.0.1:{port}")),
+        "{}",
+        stderr(&out)
+    );
 }

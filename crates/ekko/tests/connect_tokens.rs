@@ -15,8 +15,15 @@ fn b64json(part: &str) -> Value {
 async fn password_grant_accepts_json_form_and_multipart_bodies() {
     let s = start().await;
     let url = format!("{}/oauth/token", s.base);
-    let json_body = s.http.post(&url).json(&json!({"grant_type": "password", "username": EMAIL, "password": PASSWORD}));
-    let form_body = s.http.post(&url).form(&[("grant_type", "password"), ("username", EMAIL), ("password", PASSWORD)]);
+    let json_body = s
+        .http
+        .post(&url)
+        .json(&json!({"grant_type": "password", "username": EMAIL, "password": PASSWORD}));
+    let form_body = s.http.post(&url).form(&[
+        ("grant_type", "password"),
+        ("username", EMAIL),
+        ("password", PASSWORD),
+    ]);
     let multipart = reqwest::multipart::Form::new()
         .text("grant_type", "password")
         .text("username", EMAIL)
@@ -45,15 +52,34 @@ async fn access_token_is_an_rs256_jwt_with_kid_and_munic_claims() {
     let payload = b64json(parts[1]);
     assert_eq!(header["alg"], "RS256");
     let kid = header["kid"].as_str().unwrap();
-    let jwks: Value = s.http.get(format!("{}/.well-known/jwks.json", s.base)).send().await.unwrap().json().await.unwrap();
-    assert!(jwks["keys"].as_array().unwrap().iter().any(|k| k["kid"] == kid));
+    let jwks: Value = s
+        .http
+        .get(format!("{}/.well-known/jwks.json", s.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["kid"] == kid)
+    );
     for claim in ["exp", "iat", "iss", "jti", "scope"] {
         assert!(!payload[claim].is_null(), "missing {claim} in {payload}");
     }
-    assert_eq!(payload["exp"].as_i64().unwrap() - payload["iat"].as_i64().unwrap(), 7200);
+    assert_eq!(
+        payload["exp"].as_i64().unwrap() - payload["iat"].as_i64().unwrap(),
+        7200
+    );
     assert_eq!(payload["scope"], "public");
     let uid = payload["user"]["uid"].as_str().unwrap();
-    let (_, me) = s.graphql(Some(access), r#"{ account(id: "me") { id } }"#, json!({})).await;
+    let (_, me) = s
+        .graphql(Some(access), r#"{ account(id: "me") { id } }"#, json!({}))
+        .await;
     assert_eq!(me["data"]["account"]["id"], uid);
 }
 
@@ -79,8 +105,16 @@ async fn token_errors_follow_rfc6749_and_never_echo_the_password() {
         let text = r.text().await.unwrap();
         let body: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(body["error"], error, "{text}");
-        assert!(body["error_description"].as_str().is_some_and(|d| !d.is_empty()), "{text}");
-        assert!(!text.contains("wrong-password-123") && !text.contains(PASSWORD), "password echoed: {text}");
+        assert!(
+            body["error_description"]
+                .as_str()
+                .is_some_and(|d| !d.is_empty()),
+            "{text}"
+        );
+        assert!(
+            !text.contains("wrong-password-123") && !text.contains(PASSWORD),
+            "password echoed: {text}"
+        );
     }
 }
 
@@ -89,18 +123,30 @@ async fn refresh_rotates_and_a_reused_refresh_token_revokes_its_family() {
     let s = start().await;
     let first = s.token_response(EMAIL).await;
     let refresh = |t: &str| {
-        s.http.post(format!("{}/oauth/token", s.base)).json(&json!({"grant_type": "refresh_token", "refresh_token": t})).send()
+        s.http
+            .post(format!("{}/oauth/token", s.base))
+            .json(&json!({"grant_type": "refresh_token", "refresh_token": t}))
+            .send()
     };
-    let r = refresh(first["refresh_token"].as_str().unwrap()).await.unwrap();
+    let r = refresh(first["refresh_token"].as_str().unwrap())
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let second: Value = r.json().await.unwrap();
     assert_ne!(second["refresh_token"], first["refresh_token"]);
     // The old token is spent...
-    let again = refresh(first["refresh_token"].as_str().unwrap()).await.unwrap();
+    let again = refresh(first["refresh_token"].as_str().unwrap())
+        .await
+        .unwrap();
     assert_eq!(again.status(), 400);
-    assert_eq!(again.json::<Value>().await.unwrap()["error"], "invalid_grant");
+    assert_eq!(
+        again.json::<Value>().await.unwrap()["error"],
+        "invalid_grant"
+    );
     // ...and presenting it again revoked the whole family, including the newest token.
-    let newest = refresh(second["refresh_token"].as_str().unwrap()).await.unwrap();
+    let newest = refresh(second["refresh_token"].as_str().unwrap())
+        .await
+        .unwrap();
     assert_eq!(newest.status(), 400);
 }
 
@@ -131,17 +177,42 @@ async fn graphql_refuses_expired_tampered_foreign_and_unsigned_tokens_with_401()
     let unsigned = format!("{header_none}.{}.", parts[1]);
     let mut tampered_payload = payload.clone();
     tampered_payload["user"]["uid"] = json!("00000000-0000-0000-0000-000000000000");
-    let tampered = format!("{}.{}.{}", parts[0], URL_SAFE_NO_PAD.encode(tampered_payload.to_string()), parts[2]);
+    let tampered = format!(
+        "{}.{}.{}",
+        parts[0],
+        URL_SAFE_NO_PAD.encode(tampered_payload.to_string()),
+        parts[2]
+    );
     let mut unknown_kid_header = b64json(parts[0]);
     unknown_kid_header["kid"] = json!("no-such-key");
-    let unknown_kid = format!("{}.{}.{}", URL_SAFE_NO_PAD.encode(unknown_kid_header.to_string()), parts[1], parts[2]);
-    let hs256_header = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"HS256","typ":"JWT","kid":{}}}"#, b64json(parts[0])["kid"]));
+    let unknown_kid = format!(
+        "{}.{}.{}",
+        URL_SAFE_NO_PAD.encode(unknown_kid_header.to_string()),
+        parts[1],
+        parts[2]
+    );
+    let hs256_header = URL_SAFE_NO_PAD.encode(format!(
+        r#"{{"alg":"HS256","typ":"JWT","kid":{}}}"#,
+        b64json(parts[0])["kid"]
+    ));
     let hs256 = format!("{hs256_header}.{}.{}", parts[1], parts[2]);
     let cases = [
         ("HS256 with the public key", hs256, "algorithm"),
-        ("expired", forge(&s, expired, jsonwebtoken::Algorithm::RS256), "expired"),
-        ("wrong issuer", forge(&s, wrong_issuer, jsonwebtoken::Algorithm::RS256), "issuer"),
-        ("not yet valid", forge(&s, future, jsonwebtoken::Algorithm::RS256), "not valid yet"),
+        (
+            "expired",
+            forge(&s, expired, jsonwebtoken::Algorithm::RS256),
+            "expired",
+        ),
+        (
+            "wrong issuer",
+            forge(&s, wrong_issuer, jsonwebtoken::Algorithm::RS256),
+            "issuer",
+        ),
+        (
+            "not yet valid",
+            forge(&s, future, jsonwebtoken::Algorithm::RS256),
+            "not valid yet",
+        ),
         ("alg none", unsigned, "algorithm"),
         ("tampered", tampered, "signature"),
         ("unknown kid", unknown_kid, "key"),
@@ -158,7 +229,10 @@ async fn graphql_refuses_expired_tampered_foreign_and_unsigned_tokens_with_401()
             .unwrap();
         assert_eq!(r.status(), 401, "{name}");
         let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
-        assert!(challenge.starts_with("Bearer error=\"invalid_token\""), "{name}: {challenge}");
+        assert!(
+            challenge.starts_with("Bearer error=\"invalid_token\""),
+            "{name}: {challenge}"
+        );
         let body: Value = r.json().await.unwrap();
         let msg = body["errors"][0]["message"].as_str().unwrap();
         assert!(msg.contains(hint), "{name}: {msg}");

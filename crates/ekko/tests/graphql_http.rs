@@ -9,7 +9,10 @@ use serde_json::{Value, json};
 async fn account_me_and_default_id_return_the_caller() {
     let s = start().await;
     let t = s.token().await;
-    for q in [r#"{ account(id: "me") { email full_name fullName created_at } }"#, "{ account { email full_name fullName created_at } }"] {
+    for q in [
+        r#"{ account(id: "me") { email full_name fullName created_at } }"#,
+        "{ account { email full_name fullName created_at } }",
+    ] {
         let (status, body) = s.graphql(Some(&t), q, json!({})).await;
         assert_eq!(status, 200);
         let a = &body["data"]["account"];
@@ -24,10 +27,21 @@ async fn account_me_and_default_id_return_the_caller() {
 async fn another_accounts_id_is_not_found_not_leaked() {
     let s = start().await;
     let mine = s.token().await;
-    let theirs = s.token_response(OTHER_EMAIL).await["access_token"].as_str().unwrap().to_owned();
-    let (_, other) = s.graphql(Some(&theirs), "{ account { id } }", json!({})).await;
+    let theirs = s.token_response(OTHER_EMAIL).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, other) = s
+        .graphql(Some(&theirs), "{ account { id } }", json!({}))
+        .await;
     let other_id = other["data"]["account"]["id"].as_str().unwrap();
-    let (_, body) = s.graphql(Some(&mine), "query($id: ID) { account(id: $id) { email } }", json!({"id": other_id})).await;
+    let (_, body) = s
+        .graphql(
+            Some(&mine),
+            "query($id: ID) { account(id: $id) { email } }",
+            json!({"id": other_id}),
+        )
+        .await;
     assert_eq!(body["data"], Value::Null);
     assert_eq!(body["errors"][0]["extensions"]["code"], "NOT_FOUND");
 }
@@ -35,11 +49,22 @@ async fn another_accounts_id_is_not_found_not_leaked() {
 #[tokio::test]
 async fn anonymous_callers_can_introspect_but_not_read_data() {
     let s = start().await;
-    let (status, body) = s.graphql(None, "{ __schema { queryType { name } subscriptionType { name } } }", json!({})).await;
+    let (status, body) = s
+        .graphql(
+            None,
+            "{ __schema { queryType { name } subscriptionType { name } } }",
+            json!({}),
+        )
+        .await;
     assert_eq!(status, 200);
     assert_eq!(body["data"]["__schema"]["queryType"]["name"], "Query");
-    assert_eq!(body["data"]["__schema"]["subscriptionType"]["name"], "Subscription");
-    let (status, body) = s.graphql(None, r#"{ account(id: "me") { email } }"#, json!({})).await;
+    assert_eq!(
+        body["data"]["__schema"]["subscriptionType"]["name"],
+        "Subscription"
+    );
+    let (status, body) = s
+        .graphql(None, r#"{ account(id: "me") { email } }"#, json!({}))
+        .await;
     assert_eq!(status, 200);
     assert_eq!(body["errors"][0]["extensions"]["code"], "UNAUTHENTICATED");
 }
@@ -54,7 +79,9 @@ async fn account_update_validates_and_persists() {
     assert_eq!(body["errors"][0]["extensions"]["field"], "full_name");
     let (_, body) = s.graphql(Some(&t), m, json!({"n": "  New Name "})).await;
     assert_eq!(body["data"]["account_update"]["full_name"], "New Name");
-    let (_, body) = s.graphql(Some(&t), "{ account { full_name } }", json!({})).await;
+    let (_, body) = s
+        .graphql(Some(&t), "{ account { full_name } }", json!({}))
+        .await;
     assert_eq!(body["data"]["account"]["full_name"], "New Name");
 }
 
@@ -63,21 +90,45 @@ async fn get_runs_queries_refuses_mutations_and_serves_graphiql_to_browsers() {
     let s = start().await;
     let t = s.token().await;
     let url = format!("{}/services/ekko/v2/graphql", s.base);
-    let r = s.http.get(&url).query(&[("query", "{ account { email } }")]).bearer_auth(&t).send().await.unwrap();
-    assert_eq!(r.status(), 200);
-    assert_eq!(r.json::<Value>().await.unwrap()["data"]["account"]["email"], EMAIL);
     let r = s
         .http
         .get(&url)
-        .query(&[("query", "mutation { account_update(full_name: \"x\") { full_name } }")])
+        .query(&[("query", "{ account { email } }")])
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["data"]["account"]["email"],
+        EMAIL
+    );
+    let r = s
+        .http
+        .get(&url)
+        .query(&[(
+            "query",
+            "mutation { account_update(full_name: \"x\") { full_name } }",
+        )])
         .bearer_auth(&t)
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 405);
-    let r = s.http.get(&url).header("accept", "text/html").send().await.unwrap();
+    let r = s
+        .http
+        .get(&url)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    assert!(r.headers()["content-type"].to_str().unwrap().contains("text/html"));
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .contains("text/html")
+    );
     assert!(r.text().await.unwrap().to_lowercase().contains("graphiql"));
 }
 
@@ -85,14 +136,40 @@ async fn get_runs_queries_refuses_mutations_and_serves_graphiql_to_browsers() {
 async fn malformed_and_oversized_bodies_get_clear_errors() {
     let s = start().await;
     let url = format!("{}/services/ekko/v2/graphql", s.base);
-    let r = s.http.post(&url).header("content-type", "application/json").body("{nope").send().await.unwrap();
+    let r = s
+        .http
+        .post(&url)
+        .header("content-type", "application/json")
+        .body("{nope")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
-    assert!(r.json::<Value>().await.unwrap()["errors"][0]["message"].as_str().unwrap().contains("JSON"));
+    assert!(
+        r.json::<Value>().await.unwrap()["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("JSON")
+    );
     let huge = format!(r#"{{"query": "{}"}}"#, "a".repeat(2 * 1024 * 1024));
-    let r = s.http.post(&url).header("content-type", "application/json").body(huge).send().await.unwrap();
+    let r = s
+        .http
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 413);
-    let (_, body) = s.graphql(None, "{ account { nosuchfield } }", json!({})).await;
-    assert!(body["errors"][0]["message"].as_str().unwrap().contains("nosuchfield"));
+    let (_, body) = s
+        .graphql(None, "{ account { nosuchfield } }", json!({}))
+        .await;
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nosuchfield")
+    );
 }
 
 #[tokio::test]
@@ -104,7 +181,16 @@ async fn introspection_has_the_fields_gql_asks_for() {
     assert_eq!(status, 200, "{body}");
     assert!(body.get("errors").is_none(), "{body}");
     let types = body["data"]["__schema"]["types"].as_array().unwrap();
-    for name in ["Account", "Track", "TrackField", "Coordinates", "DeviceNotification"] {
-        assert!(types.iter().any(|t| t["name"] == name), "missing type {name}");
+    for name in [
+        "Account",
+        "Track",
+        "TrackField",
+        "Coordinates",
+        "DeviceNotification",
+    ] {
+        assert!(
+            types.iter().any(|t| t["name"] == name),
+            "missing type {name}"
+        );
     }
 }

@@ -67,6 +67,30 @@ pub fn parse_timestamp(param: &str, value: &str) -> Result<Timestamp, Problem> {
     ))
 }
 
+/// Names of the fields this decoder produces itself: an unmapped parameter spelled like one of
+/// them (`gps_speed=fast`) must not masquerade as it, so it is kept with an `OSMAND_` prefix.
+const MAPPED_FIELDS: &[&str] = &[
+    fields::GPS_SPEED,
+    fields::GPS_DIR,
+    fields::GPS_ALTITUDE,
+    fields::GPS_ACCURACY,
+    fields::GPS_HDOP,
+    fields::GPS_FIXED_SAT_NUM,
+    fields::BATT,
+    fields::BATT_LEVEL,
+    fields::DIO_IGNITION,
+    fields::ODO_FULL_METER,
+    "GPRMC_VALID",
+];
+
+fn extra_field_name(upper: String) -> String {
+    if MAPPED_FIELDS.contains(&upper.as_str()) {
+        format!("OSMAND_{upper}")
+    } else {
+        upper
+    }
+}
+
 /// An unmapped parameter's value, typed as best we can.
 fn typed(value: &str) -> FieldValue {
     let v = value.trim();
@@ -195,7 +219,7 @@ pub fn decode_params(params: &[(String, String)]) -> Result<Report, Problem> {
                     .collect::<String>()
                     .to_ascii_uppercase();
                 if !name.is_empty() {
-                    fields.push(Field::new(name, typed(value)));
+                    fields.push(Field::new(extra_field_name(name), typed(value)));
                 }
             }
         }
@@ -227,15 +251,19 @@ pub fn decode_json(body: &[u8]) -> Result<Report, Problem> {
     {
         Some(Value::String(s)) => s.trim().to_owned(),
         Some(Value::Number(n)) => n.to_string(),
-        _ => {
-            return Err(Problem::bad_request(
-                "'device_id' is missing: say which device this is",
-            ));
-        }
+        _ => String::new(),
     };
-    let loc = v
-        .get("location")
-        .ok_or_else(|| Problem::bad_request("'location' is missing"))?;
+    // Blank is missing, as in the query form.
+    if device_id.is_empty() {
+        return Err(Problem::bad_request(
+            "'device_id' is missing: say which device this is",
+        ));
+    }
+    let loc = match v.get("location") {
+        Some(loc @ Value::Object(_)) => loc,
+        Some(_) => return Err(Problem::bad_request("'location' is not an object")),
+        None => return Err(Problem::bad_request("'location' is missing")),
+    };
     let recorded_at = match loc.get("timestamp") {
         Some(Value::String(s)) => Some(parse_timestamp("location.timestamp", s)?),
         Some(Value::Number(n)) => Some(parse_timestamp("location.timestamp", &n.to_string())?),

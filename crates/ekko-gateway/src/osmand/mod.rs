@@ -8,8 +8,10 @@
 //!   altitude}, battery: {level, is_charging}, is_moving, odometer, event, ...}}`.
 //!
 //! Units: the query form's `speed` is in knots, the JSON form's in m/s. Negative speed, heading
-//! or battery level mean "unknown" and produce no field. Parameters this module does not map
-//! are kept as fields under their upper-cased names, never dropped.
+//! or battery level mean "unknown" and produce no field. Query parameters this module does not
+//! map are kept as fields under their upper-cased names, never dropped (prefixed `OSMAND_` if
+//! the name is one of the mapped Munic fields). The JSON form keeps the keys listed above plus
+//! `is_moving`, `event` and `activity.type`; its other keys are not stored yet.
 
 pub mod decode;
 pub mod listener;

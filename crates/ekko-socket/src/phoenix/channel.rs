@@ -309,20 +309,20 @@ async fn setup(
     let mut stream = stream.boxed();
     enum First {
         Ready(bool),
-        Item(Option<Response>),
+        Item(Option<Box<Response>>),
     }
     let first = tokio::select! {
         biased;
         r = &mut ready => First::Ready(r.is_ok()),
-        item = stream.next() => First::Item(item),
+        item = stream.next() => First::Item(item.map(Box::new)),
     };
     match first {
         First::Ready(true) => Ok(stream),
         First::Item(item) if ready.try_recv().is_ok() => {
-            Ok(stream::iter(item).chain(stream).boxed())
+            Ok(stream::iter(item.map(|b| *b)).chain(stream).boxed())
         }
         First::Ready(false) => Err(stream.next().await.unwrap_or_else(ended_early)),
-        First::Item(item) => Err(item.unwrap_or_else(ended_early)),
+        First::Item(item) => Err(item.map(|b| *b).unwrap_or_else(ended_early)),
     }
 }
 

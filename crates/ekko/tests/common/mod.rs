@@ -33,8 +33,12 @@ pub async fn start_with(socket: SocketConfig) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     {
         let (ekko, store) = server::open_domain(dir.path()).await.unwrap();
-        ekko_connect::accounts::register(&ekko, EMAIL, PASSWORD, FULL_NAME).await.unwrap();
-        ekko_connect::accounts::register(&ekko, OTHER_EMAIL, PASSWORD, "Someone Else").await.unwrap();
+        ekko_connect::accounts::register(&ekko, EMAIL, PASSWORD, FULL_NAME)
+            .await
+            .unwrap();
+        ekko_connect::accounts::register(&ekko, OTHER_EMAIL, PASSWORD, "Someone Else")
+            .await
+            .unwrap();
         ekko.create_device(IMEI, EMAIL).await.unwrap();
         ekko.create_device(OTHER_IMEI, OTHER_EMAIL).await.unwrap();
         store.close().await;
@@ -54,7 +58,10 @@ pub async fn start_with(socket: SocketConfig) -> TestServer {
         osmand: format!("http://{}/", running.osmand_addr),
         server: Some(running),
         dir,
-        http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap(),
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap(),
     }
 }
 
@@ -72,11 +79,22 @@ impl TestServer {
     }
 
     pub async fn token(&self) -> String {
-        self.token_response(EMAIL).await["access_token"].as_str().unwrap().to_owned()
+        self.token_response(EMAIL).await["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 
-    pub async fn graphql(&self, token: Option<&str>, query: &str, variables: Value) -> (u16, Value) {
-        let mut req = self.http.post(format!("{}/services/ekko/v2/graphql", self.base)).json(&json!({"query": query, "variables": variables}));
+    pub async fn graphql(
+        &self,
+        token: Option<&str>,
+        query: &str,
+        variables: Value,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .post(format!("{}/services/ekko/v2/graphql", self.base))
+            .json(&json!({"query": query, "variables": variables}));
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
@@ -86,29 +104,49 @@ impl TestServer {
     }
 
     pub async fn push(&self, params: &[(&str, &str)]) -> (u16, String) {
-        let r = self.http.get(&self.osmand).query(params).send().await.unwrap();
+        let r = self
+            .http
+            .get(&self.osmand)
+            .query(params)
+            .send()
+            .await
+            .unwrap();
         (r.status().as_u16(), r.text().await.unwrap())
     }
 
     pub async fn push_position(&self, imei: &str, lat: f64, lon: f64) -> u16 {
         let (lat, lon) = (lat.to_string(), lon.to_string());
-        self.push(&[("id", imei), ("lat", &lat), ("lon", &lon), ("speed", "21.6"), ("bearing", "90"), ("altitude", "35")]).await.0
+        self.push(&[
+            ("id", imei),
+            ("lat", &lat),
+            ("lon", &lon),
+            ("speed", "21.6"),
+            ("bearing", "90"),
+            ("altitude", "35"),
+        ])
+        .await
+        .0
     }
 }
 
-pub type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 pub async fn connect(url: &str) -> Ws {
     tokio_tungstenite::connect_async(url).await.unwrap().0
 }
 
 pub async fn send(ws: &mut Ws, v: Value) {
-    ws.send(WsMessage::Text(v.to_string().into())).await.unwrap();
+    ws.send(WsMessage::Text(v.to_string().into()))
+        .await
+        .unwrap();
 }
 
 /// The next text frame as JSON (skipping WebSocket control frames).
 pub async fn recv(ws: &mut Ws) -> Value {
-    recv_within(ws, Duration::from_secs(5)).await.expect("a frame within 5 s")
+    recv_within(ws, Duration::from_secs(5))
+        .await
+        .expect("a frame within 5 s")
 }
 
 pub async fn recv_within(ws: &mut Ws, d: Duration) -> Option<Value> {
@@ -117,7 +155,11 @@ pub async fn recv_within(ws: &mut Ws, d: Duration) -> Option<Value> {
         let msg = tokio::time::timeout_at(deadline, ws.next()).await.ok()??;
         match msg.ok()? {
             WsMessage::Text(t) => return Some(serde_json::from_str(&t).unwrap()),
-            WsMessage::Close(f) => return Some(json!({"closed": f.map(|f| (u16::from(f.code), f.reason.to_string()))})),
+            WsMessage::Close(f) => {
+                return Some(
+                    json!({"closed": f.map(|f| (u16::from(f.code), f.reason.to_string()))}),
+                );
+            }
             _ => continue,
         }
     }
