@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Ekko's whole test suite: formatting, lints, one release build, every Rust test, and the
-# getting-started conformance kit (real Python clients against the built binary).
+# Ekko's whole test suite: formatting, lints, one release build, every Rust test, the
+# getting-started conformance kit (real Python clients against the built binary), and the
+# README's examples (examples/run.sh: curl, Python and Node against a live server).
 #
 #   ./scripts/test.sh            # from the repository root
 #
@@ -20,6 +21,7 @@ if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq python3-venv
 fi
 command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl; }
+command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq nodejs npm; }
 CONFORMANCE=${EKKO_CONFORMANCE:-$ROOT/../shared/conformance/run.sh}
 [ -f "$CONFORMANCE" ] || { echo "conformance kit not found at $CONFORMANCE (set EKKO_CONFORMANCE)"; exit 1; }
 
@@ -37,3 +39,6 @@ cargo test --release --workspace --locked
 
 step "getting-started conformance kit"
 bash "$CONFORMANCE" target/release/ekko
+
+step "README examples"
+bash examples/run.sh target/release/ekko

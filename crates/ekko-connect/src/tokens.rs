@@ -321,6 +321,9 @@ impl TokenService {
 /// getting-started URL form when `+` was not decoded), any case of "bearer", and a bare token.
 pub fn bearer_token(value: &str) -> Option<&str> {
     let v = value.trim();
+    if v.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
     let rest = if v.len() > 6 && v[..6].eq_ignore_ascii_case("bearer") {
         let r = &v[6..];
         r.strip_prefix(' ')
