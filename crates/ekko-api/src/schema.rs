@@ -142,17 +142,114 @@ impl From<&DomainTrack> for TrackObject {
     }
 }
 
-/// Anything that happened to a device. Use `... on Track { }` to select a kind.
+/// A device's connection changed (CloudConnect "presence").
+#[derive(SimpleObject, Clone)]
+#[graphql(name = "Presence")]
+pub struct PresenceObject {
+    #[graphql(name = "deviceId")]
+    device_id: ID,
+    id: ID,
+    /// `connect`, `disconnect`, `failed_connect` or `declare_asset`.
+    #[graphql(name = "type")]
+    kind: String,
+    /// Free text (open list: accept values you do not know).
+    reason: Option<String>,
+    /// The device protocol (`osmand`, `teltonika`, ...), when known.
+    protocol: Option<String>,
+    /// RFC 3339 UTC.
+    time: String,
+}
+
+/// A device ↔ cloud message (CloudConnect "message").
+#[derive(SimpleObject, Clone)]
+#[graphql(name = "Message")]
+pub struct MessageObject {
+    #[graphql(name = "deviceId")]
+    device_id: ID,
+    id: ID,
+    /// The message this one answers (replies and acks).
+    #[graphql(name = "parent_id")]
+    parent_id: Option<ID>,
+    channel: String,
+    /// `message` or `ack`.
+    #[graphql(name = "type")]
+    kind: String,
+    sender: String,
+    recipient: String,
+    /// The payload, base64.
+    #[graphql(name = "b64_payload")]
+    b64_payload: String,
+    /// When the device recorded it (RFC 3339 UTC); null on acks.
+    #[graphql(name = "recorded_at")]
+    recorded_at: Option<String>,
+    #[graphql(name = "received_at")]
+    received_at: String,
+}
+
+/// A change notification from a service (CloudConnect "poke"): re-read the object it names.
+#[derive(SimpleObject, Clone)]
+#[graphql(name = "Poke")]
+pub struct PokeObject {
+    #[graphql(name = "deviceId")]
+    device_id: ID,
+    id: ID,
+    sender: String,
+    namespace: String,
+    /// The payload, base64.
+    #[graphql(name = "b64_payload")]
+    b64_payload: String,
+    #[graphql(name = "received_at")]
+    received_at: String,
+}
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Anything that happened to a device. Use `... on Track { }` (or Presence, Message, Poke) to
+/// select a kind.
 #[derive(Interface, Clone)]
 #[graphql(name = "DeviceNotification", field(name = "device_id", ty = "&ID"))]
 pub enum DeviceNotificationObject {
     Track(TrackObject),
+    Presence(PresenceObject),
+    Message(MessageObject),
+    Poke(PokeObject),
 }
 
 impl From<&DeviceNotification> for DeviceNotificationObject {
     fn from(n: &DeviceNotification) -> Self {
         match n {
             DeviceNotification::Track(t) => DeviceNotificationObject::Track(t.into()),
+            DeviceNotification::Presence(p) => DeviceNotificationObject::Presence(PresenceObject {
+                device_id: ID(p.imei.to_string()),
+                id: ID(p.id.to_string()),
+                kind: p.kind.as_str().to_owned(),
+                reason: p.reason.clone(),
+                protocol: p.protocol.clone(),
+                time: rfc3339(&p.time),
+            }),
+            DeviceNotification::Message(m) => DeviceNotificationObject::Message(MessageObject {
+                device_id: ID(m.imei.to_string()),
+                id: ID(m.id.to_string()),
+                parent_id: m.parent_id.map(|p| ID(p.to_string())),
+                channel: m.channel.clone(),
+                kind: m.kind.as_str().to_owned(),
+                sender: m.sender.clone(),
+                recipient: m.recipient.clone(),
+                b64_payload: b64(&m.payload),
+                recorded_at: m.recorded_at.as_ref().map(rfc3339),
+                received_at: rfc3339(&m.received_at),
+            }),
+            DeviceNotification::Poke(p) => DeviceNotificationObject::Poke(PokeObject {
+                device_id: ID(p.imei.to_string()),
+                id: ID(p.id.to_string()),
+                sender: p.sender.clone(),
+                namespace: p.namespace.clone(),
+                b64_payload: b64(&p.payload),
+                received_at: rfc3339(&p.received_at),
+            }),
         }
     }
 }
