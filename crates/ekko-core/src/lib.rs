@@ -15,6 +15,7 @@ pub mod error;
 pub mod fields;
 pub mod ids;
 pub mod notification;
+pub mod oauth;
 pub mod ports;
 pub mod service;
 pub mod time;

@@ -19,6 +19,8 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, migrate::Migrator};
 
+mod connect;
+
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// The database file's name inside the data directory.
