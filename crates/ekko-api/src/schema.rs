@@ -8,7 +8,7 @@ use async_graphql::{
 };
 use ekko_core::account::Account;
 use ekko_core::fields::Field;
-use ekko_core::notification::DeviceNotification;
+use ekko_core::notification::{DeviceMessage, DeviceNotification, Poke as DomainPoke};
 use ekko_core::ports::BusItem;
 use ekko_core::time::{Timestamp, rfc3339};
 use ekko_core::track::Track as DomainTrack;
@@ -230,26 +230,38 @@ impl From<&DeviceNotification> for DeviceNotificationObject {
                 protocol: p.protocol.clone(),
                 time: rfc3339(&p.time),
             }),
-            DeviceNotification::Message(m) => DeviceNotificationObject::Message(MessageObject {
-                device_id: ID(m.imei.to_string()),
-                id: ID(m.id.to_string()),
-                parent_id: m.parent_id.map(|p| ID(p.to_string())),
-                channel: m.channel.clone(),
-                kind: m.kind.as_str().to_owned(),
-                sender: m.sender.clone(),
-                recipient: m.recipient.clone(),
-                b64_payload: b64(&m.payload),
-                recorded_at: m.recorded_at.as_ref().map(rfc3339),
-                received_at: rfc3339(&m.received_at),
-            }),
-            DeviceNotification::Poke(p) => DeviceNotificationObject::Poke(PokeObject {
-                device_id: ID(p.imei.to_string()),
-                id: ID(p.id.to_string()),
-                sender: p.sender.clone(),
-                namespace: p.namespace.clone(),
-                b64_payload: b64(&p.payload),
-                received_at: rfc3339(&p.received_at),
-            }),
+            DeviceNotification::Message(m) => DeviceNotificationObject::Message(m.into()),
+            DeviceNotification::Poke(p) => DeviceNotificationObject::Poke(p.into()),
+        }
+    }
+}
+
+impl From<&DeviceMessage> for MessageObject {
+    fn from(m: &DeviceMessage) -> Self {
+        MessageObject {
+            device_id: ID(m.imei.to_string()),
+            id: ID(m.id.to_string()),
+            parent_id: m.parent_id.map(|p| ID(p.to_string())),
+            channel: m.channel.clone(),
+            kind: m.kind.as_str().to_owned(),
+            sender: m.sender.clone(),
+            recipient: m.recipient.clone(),
+            b64_payload: b64(&m.payload),
+            recorded_at: m.recorded_at.as_ref().map(rfc3339),
+            received_at: rfc3339(&m.received_at),
+        }
+    }
+}
+
+impl From<&DomainPoke> for PokeObject {
+    fn from(p: &DomainPoke) -> Self {
+        PokeObject {
+            device_id: ID(p.imei.to_string()),
+            id: ID(p.id.to_string()),
+            sender: p.sender.clone(),
+            namespace: p.namespace.clone(),
+            b64_payload: b64(&p.payload),
+            received_at: rfc3339(&p.received_at),
         }
     }
 }
@@ -287,6 +299,54 @@ impl Mutation {
             .map(AccountObject)
             .map_err(to_graphql)
     }
+
+    /// Sends a message to one of your devices on `channel` (payload in base64). Subscribers of
+    /// the device receive it as a `Message` whose sender is your account id.
+    #[graphql(name = "device_message_send")]
+    async fn device_message_send(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(name = "deviceId")] device_id: ID,
+        channel: String,
+        #[graphql(name = "b64_payload")] b64_payload: String,
+    ) -> Result<MessageObject> {
+        let payload = unb64(&b64_payload)?;
+        let m = ekko(ctx)
+            .send_message(caller(ctx), &device_id, &channel, payload)
+            .await
+            .map_err(to_graphql)?;
+        Ok(MessageObject::from(&m))
+    }
+
+    /// Pokes one of your devices ("re-read `namespace`"; payload in base64). Subscribers of the
+    /// device receive it as a `Poke` whose sender is your account id.
+    #[graphql(name = "poke_send")]
+    async fn poke_send(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(name = "deviceId")] device_id: ID,
+        namespace: String,
+        #[graphql(name = "b64_payload")] b64_payload: String,
+    ) -> Result<PokeObject> {
+        let payload = unb64(&b64_payload)?;
+        let p = ekko(ctx)
+            .send_poke(caller(ctx), &device_id, &namespace, payload)
+            .await
+            .map_err(to_graphql)?;
+        Ok(PokeObject::from(&p))
+    }
+}
+
+fn unb64(s: &str) -> Result<Vec<u8>> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(s.trim())
+        .map_err(|e| {
+            to_graphql(ekko_core::DomainError::invalid(
+                "b64_payload",
+                format!("b64_payload is not valid base64: {e}"),
+            ))
+        })
 }
 
 pub struct Subscription;

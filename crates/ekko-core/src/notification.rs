@@ -109,3 +109,40 @@ pub struct Poke {
     pub payload: Vec<u8>,
     pub received_at: Timestamp,
 }
+
+/// Largest message or poke payload accepted, in bytes.
+pub const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
+/// Longest channel, namespace, sender or recipient name accepted, in characters.
+pub const MAX_NAME_CHARS: usize = 256;
+
+/// A message to store: a [`DeviceMessage`] before the store gives it an id and a reception time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewMessage {
+    pub imei: Imei,
+    pub parent_id: Option<i64>,
+    pub channel: String,
+    pub kind: MessageKind,
+    pub sender: String,
+    pub recipient: String,
+    pub payload: Vec<u8>,
+    pub recorded_at: Option<Timestamp>,
+}
+
+/// A poke to store: a [`Poke`] before the store gives it an id and a reception time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewPoke {
+    pub imei: Imei,
+    pub sender: String,
+    pub namespace: String,
+    pub payload: Vec<u8>,
+}
+
+/// A presence event to store: a [`Presence`] before the store gives it an id.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewPresence {
+    pub imei: Imei,
+    pub kind: PresenceKind,
+    pub reason: Option<String>,
+    pub protocol: Option<String>,
+    pub time: Timestamp,
+}

@@ -11,7 +11,9 @@ use crate::account::Account;
 use crate::device::Device;
 use crate::error::StoreError;
 use crate::ids::{AccountId, Imei};
-use crate::notification::DeviceNotification;
+use crate::notification::{
+    DeviceMessage, DeviceNotification, NewMessage, NewPoke, NewPresence, Poke, Presence,
+};
 use crate::time::Timestamp;
 use crate::track::{Track, TrackRecord};
 
@@ -64,6 +66,15 @@ pub trait Store: Send + Sync + 'static {
         received_at: Timestamp,
     ) -> StoreResult<Track>;
     async fn recent_tracks(&self, imei: &Imei, limit: u32) -> StoreResult<Vec<Track>>;
+
+    // Presence events, messages and pokes (durable before they are published; ids from here)
+    async fn insert_presence(&self, presence: &NewPresence) -> StoreResult<Presence>;
+    async fn insert_message(
+        &self,
+        message: &NewMessage,
+        received_at: Timestamp,
+    ) -> StoreResult<DeviceMessage>;
+    async fn insert_poke(&self, poke: &NewPoke, received_at: Timestamp) -> StoreResult<Poke>;
 
     // Refresh tokens
     async fn insert_refresh_token(&self, token: &RefreshTokenRecord) -> StoreResult<()>;

@@ -7,7 +7,10 @@ use crate::account::{Account, normalize_email, validate_full_name};
 use crate::device::Device;
 use crate::error::DomainError;
 use crate::ids::{AccountId, Imei};
-use crate::notification::DeviceNotification;
+use crate::notification::{
+    DeviceMessage, DeviceNotification, MAX_NAME_CHARS, MAX_PAYLOAD_BYTES, MessageKind, NewMessage,
+    NewPoke, NewPresence, Poke, Presence, PresenceKind,
+};
 use crate::ports::{Bus, BusStream, Store};
 use crate::time::now_ms;
 use crate::track::{MAX_FIELDS_PER_RECORD, Track, TrackRecord};
@@ -202,6 +205,140 @@ impl Ekko {
         Ok(self.store.recent_tracks(&imei, limit.min(1000)).await?)
     }
 
+    // ---- presence, messages, pokes ----
+
+    async fn require_registered(&self, imei: &Imei) -> Result<crate::device::Device, DomainError> {
+        self.store.device_by_imei(imei).await?.ok_or_else(|| {
+            DomainError::NotFound(format!(
+                "device {imei} is not registered; register it first (ekko device create --imei {imei} --account EMAIL)"
+            ))
+        })
+    }
+
+    /// Records that a registered device connected, disconnected, failed to connect or was
+    /// declared, durably, then publishes it. Called by gateways (never by API callers).
+    pub async fn record_presence(
+        &self,
+        imei: &Imei,
+        kind: PresenceKind,
+        reason: Option<&str>,
+        protocol: Option<&str>,
+    ) -> Result<Presence, DomainError> {
+        let reason = reason.map(|r| check_name("reason", r)).transpose()?;
+        let protocol = protocol.map(|p| check_name("protocol", p)).transpose()?;
+        self.require_registered(imei).await?;
+        let presence = self
+            .store
+            .insert_presence(&NewPresence {
+                imei: imei.clone(),
+                kind,
+                reason,
+                protocol,
+                time: now_ms(),
+            })
+            .await?;
+        self.bus
+            .publish(Arc::new(DeviceNotification::Presence(presence.clone())));
+        Ok(presence)
+    }
+
+    /// Stores a device ↔ cloud message durably (the store assigns its id), then publishes it.
+    /// Called by gateways and cloud connectors; API callers use [`Ekko::send_message`].
+    pub async fn ingest_message(&self, message: NewMessage) -> Result<DeviceMessage, DomainError> {
+        check_name("channel", &message.channel)?;
+        check_name("sender", &message.sender)?;
+        check_name("recipient", &message.recipient)?;
+        check_payload(&message.payload)?;
+        self.require_registered(&message.imei).await?;
+        let stored = self.store.insert_message(&message, now_ms()).await?;
+        self.bus
+            .publish(Arc::new(DeviceNotification::Message(stored.clone())));
+        Ok(stored)
+    }
+
+    /// Stores a poke durably (the store assigns its id), then publishes it.
+    /// Called by cloud connectors; API callers use [`Ekko::send_poke`].
+    pub async fn ingest_poke(&self, poke: NewPoke) -> Result<Poke, DomainError> {
+        check_name("sender", &poke.sender)?;
+        check_name("namespace", &poke.namespace)?;
+        check_payload(&poke.payload)?;
+        self.require_registered(&poke.imei).await?;
+        let stored = self.store.insert_poke(&poke, now_ms()).await?;
+        self.bus
+            .publish(Arc::new(DeviceNotification::Poke(stored.clone())));
+        Ok(stored)
+    }
+
+    /// The caller (the device's owner) sends a message to one of their devices on `channel`.
+    /// The sender is the caller's account id, the recipient the device's IMEI.
+    pub async fn send_message(
+        &self,
+        caller: Option<&Caller>,
+        device_id: &str,
+        channel: &str,
+        payload: Vec<u8>,
+    ) -> Result<DeviceMessage, DomainError> {
+        let caller = require(caller)?;
+        let imei = self.owned_device(caller, device_id).await?;
+        self.ingest_message(NewMessage {
+            recipient: imei.to_string(),
+            imei,
+            parent_id: None,
+            channel: channel.to_owned(),
+            kind: MessageKind::Message,
+            sender: caller.account.to_string(),
+            payload,
+            recorded_at: None,
+        })
+        .await
+    }
+
+    /// The caller (the device's owner) pokes one of their devices: "re-read `namespace`".
+    /// The sender is the caller's account id.
+    pub async fn send_poke(
+        &self,
+        caller: Option<&Caller>,
+        device_id: &str,
+        namespace: &str,
+        payload: Vec<u8>,
+    ) -> Result<Poke, DomainError> {
+        let caller = require(caller)?;
+        let imei = self.owned_device(caller, device_id).await?;
+        self.ingest_poke(NewPoke {
+            imei,
+            sender: caller.account.to_string(),
+            namespace: namespace.to_owned(),
+            payload,
+        })
+        .await
+    }
+
+    /// The device `device_id` if the caller can see it; unknown and foreign look the same.
+    async fn owned_device(&self, caller: &Caller, device_id: &str) -> Result<Imei, DomainError> {
+        let not_found = || DomainError::NotFound(format!("no device {device_id} visible to you"));
+        let imei = Imei::parse(device_id).map_err(|_| not_found())?;
+        if !self.visible_device(caller, &imei).await? {
+            return Err(not_found());
+        }
+        Ok(imei)
+    }
+
+    /// Is the caller still allowed to receive notifications of every one of `devices`?
+    /// Long-lived subscriptions call this to re-check access (a device moved to another
+    /// account stops flowing to its former owner).
+    pub async fn still_visible(
+        &self,
+        caller: &Caller,
+        devices: &[Imei],
+    ) -> Result<bool, DomainError> {
+        for imei in devices {
+            if !self.visible_device(caller, imei).await? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     // ---- live notifications ----
 
     /// Subscribes the caller to notifications of `device_ids`. The list is refused as a whole if
@@ -242,4 +379,31 @@ impl Ekko {
         devices.dedup();
         Ok(self.bus.subscribe(&devices))
     }
+}
+
+fn check_name(field: &str, value: &str) -> Result<String, DomainError> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        return Err(DomainError::invalid(
+            field,
+            format!("{field} must not be empty"),
+        ));
+    }
+    if trimmed.chars().count() > MAX_NAME_CHARS {
+        return Err(DomainError::invalid(
+            field,
+            format!("{field} may be at most {MAX_NAME_CHARS} characters"),
+        ));
+    }
+    Ok(trimmed.to_owned())
+}
+
+fn check_payload(payload: &[u8]) -> Result<(), DomainError> {
+    if payload.len() > MAX_PAYLOAD_BYTES {
+        return Err(DomainError::invalid(
+            "payload",
+            format!("a payload may be at most {MAX_PAYLOAD_BYTES} bytes"),
+        ));
+    }
+    Ok(())
 }

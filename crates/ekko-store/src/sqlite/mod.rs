@@ -9,6 +9,7 @@ use ekko_core::account::Account;
 use ekko_core::device::Device;
 use ekko_core::error::StoreError;
 use ekko_core::fields::Field;
+use ekko_core::notification::{DeviceMessage, NewMessage, NewPoke, NewPresence, Poke, Presence};
 use ekko_core::ports::{RefreshTokenRecord, RotateOutcome, Store, StoreResult};
 use ekko_core::time::{Timestamp, from_unix_ms};
 use ekko_core::track::{Coordinates, Track, TrackRecord};
@@ -20,6 +21,8 @@ use sqlx::sqlite::{
 use sqlx::{Row, migrate::Migrator};
 
 mod connect;
+
+mod events;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
@@ -244,6 +247,22 @@ impl Store for SqliteStore {
         .await
         .map_err(backend)?;
         rows.iter().map(track_from_row).collect()
+    }
+
+    async fn insert_presence(&self, p: &NewPresence) -> StoreResult<Presence> {
+        self.insert_presence_row(p).await
+    }
+
+    async fn insert_message(
+        &self,
+        m: &NewMessage,
+        received_at: Timestamp,
+    ) -> StoreResult<DeviceMessage> {
+        self.insert_message_row(m, received_at).await
+    }
+
+    async fn insert_poke(&self, p: &NewPoke, received_at: Timestamp) -> StoreResult<Poke> {
+        self.insert_poke_row(p, received_at).await
     }
 
     async fn insert_refresh_token(&self, t: &RefreshTokenRecord) -> StoreResult<()> {
