@@ -18,6 +18,13 @@
 //! | DIO_IGNITION  | boolean | ignition input                                          | Munic  |
 //! | GPRMC_VALID   | string  | "A" valid fix, "V" invalid                              | Munic  |
 //! | MDI_RECORD_DELAYED | boolean | recorded while offline, sent later               | Munic  |
+//! | EKKO_CLOCK_SKEW_MS | integer | recorded_at − received_at, ms, when implausible   | Ekko   |
+//!
+//! Batch ingestion (`Ekko::ingest_tracks`) adds the last two itself: `MDI_RECORD_DELAYED = true`
+//! when a record reaches Ekko more than [`DELAYED_AFTER_MS`] after it was recorded (buffered on
+//! the device), and `EKKO_CLOCK_SKEW_MS` when its `recorded_at` is more than
+//! [`FUTURE_SKEW_MS`] in the future or more than [`PAST_SKEW_MS`] in the past (a device clock that
+//! is wrong, e.g. a GPS week rollover). Such records are stored and published, never dropped.
 //!
 //! `BATT` keeps its Munic meaning (a power-source flag), which is why a phone's battery
 //! percentage goes to the Ekko field `BATT_LEVEL` instead of overloading `BATT`.
@@ -37,6 +44,15 @@ pub const BATT_LEVEL: &str = "BATT_LEVEL";
 pub const ODO_FULL_METER: &str = "ODO_FULL_METER";
 pub const DIO_IGNITION: &str = "DIO_IGNITION";
 pub const MDI_RECORD_DELAYED: &str = "MDI_RECORD_DELAYED";
+pub const EKKO_CLOCK_SKEW_MS: &str = "EKKO_CLOCK_SKEW_MS";
+pub const GPRMC_VALID: &str = "GPRMC_VALID";
+
+/// A record received this long (ms) after it was recorded is marked `MDI_RECORD_DELAYED`.
+pub const DELAYED_AFTER_MS: i64 = 10 * 60 * 1000;
+/// A record dated this far (ms) in the future gets `EKKO_CLOCK_SKEW_MS`.
+pub const FUTURE_SKEW_MS: i64 = 5 * 60 * 1000;
+/// A record dated this far (ms) in the past gets `EKKO_CLOCK_SKEW_MS`.
+pub const PAST_SKEW_MS: i64 = 366 * 24 * 3600 * 1000;
 
 /// A typed field value, as CloudConnect's field metadata types it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -85,6 +101,11 @@ pub fn speed_from_knots(knots: f64) -> Field {
 /// Metres per second → GPS_SPEED (1/1000 knot). 1 knot = 1852 m / 3600 s.
 pub fn speed_from_mps(mps: f64) -> Field {
     speed_from_knots(mps * 3600.0 / 1852.0)
+}
+
+/// Kilometres per hour → GPS_SPEED (1/1000 knot). 1 knot = 1.852 km/h.
+pub fn speed_from_kmh(kmh: f64) -> Field {
+    speed_from_knots(kmh / 1.852)
 }
 
 /// Degrees → GPS_DIR (1/100 degree), normalized to 0..36000.

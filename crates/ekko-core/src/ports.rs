@@ -66,6 +66,22 @@ pub trait Store: Send + Sync + 'static {
         received_at: Timestamp,
     ) -> StoreResult<Track>;
     async fn recent_tracks(&self, imei: &Imei, limit: u32) -> StoreResult<Vec<Track>>;
+    /// Stores a batch in one transaction: all of it is durable when this returns, or none of it.
+    /// A record whose (device, `recorded_at`, `dedup_key`) is already stored is skipped (a
+    /// resend). Returns the newly stored tracks, in the batch's order.
+    ///
+    /// The default stores one record at a time without de-duplication; adapters override it.
+    async fn insert_tracks(
+        &self,
+        batch: &[crate::track::NewTrack],
+        received_at: Timestamp,
+    ) -> StoreResult<Vec<Track>> {
+        let mut stored = Vec::with_capacity(batch.len());
+        for t in batch {
+            stored.push(self.insert_track(&t.record, received_at).await?);
+        }
+        Ok(stored)
+    }
 
     // Presence events, messages and pokes (durable before they are published; ids from here)
     async fn insert_presence(&self, presence: &NewPresence) -> StoreResult<Presence>;

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+pub mod ingest;
+
 use crate::account::{Account, normalize_email, validate_full_name};
 use crate::device::Device;
 use crate::error::DomainError;

@@ -55,3 +55,15 @@ pub struct Track {
 
 /// Most fields one record may carry: bounds memory per record whatever a device sends.
 pub const MAX_FIELDS_PER_RECORD: usize = 256;
+
+/// Most records one batch ([`crate::Ekko::ingest_tracks`]) may carry.
+pub const MAX_RECORDS_PER_BATCH: usize = 10_000;
+
+/// A record ready to be stored by a batch ingestion, with the key that recognises a resend of it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewTrack {
+    pub record: TrackRecord,
+    /// Identifies the record's content as the device sent it (before Ekko added any flag): two
+    /// records of one device with the same `recorded_at` and the same key are the same record.
+    pub dedup_key: String,
+}

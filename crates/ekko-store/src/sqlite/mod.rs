@@ -24,6 +24,8 @@ mod connect;
 
 mod events;
 
+mod tracks_batch;
+
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// The database file's name inside the data directory.
@@ -247,6 +249,14 @@ impl Store for SqliteStore {
         .await
         .map_err(backend)?;
         rows.iter().map(track_from_row).collect()
+    }
+
+    async fn insert_tracks(
+        &self,
+        batch: &[ekko_core::track::NewTrack],
+        received_at: Timestamp,
+    ) -> StoreResult<Vec<Track>> {
+        self.insert_track_batch(batch, received_at).await
     }
 
     async fn insert_presence(&self, p: &NewPresence) -> StoreResult<Presence> {
