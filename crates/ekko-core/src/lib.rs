@@ -14,6 +14,7 @@ pub mod device;
 pub mod error;
 pub mod fields;
 pub mod ids;
+pub mod integration;
 pub mod notification;
 pub mod oauth;
 pub mod ports;

@@ -92,6 +92,27 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<DeviceMessage>;
     async fn insert_poke(&self, poke: &NewPoke, received_at: Timestamp) -> StoreResult<Poke>;
 
+    // Integrations and pending devices (see `crate::integration`)
+    async fn insert_integration(
+        &self,
+        integration: &crate::integration::Integration,
+    ) -> StoreResult<()>;
+    async fn integration_by_id(
+        &self,
+        id: &str,
+    ) -> StoreResult<Option<crate::integration::Integration>>;
+    /// Upserts the pending row of (`imei`, `protocol`): first sighting, or one more attempt.
+    /// A new row is added only while fewer than `max_rows` exist.
+    async fn record_pending_device(
+        &self,
+        imei: &Imei,
+        protocol: &str,
+        at: Timestamp,
+        max_rows: i64,
+    ) -> StoreResult<()>;
+    /// Pending devices that are still not registered, most recently seen first.
+    async fn pending_devices(&self) -> StoreResult<Vec<crate::integration::PendingDevice>>;
+
     // Refresh tokens
     async fn insert_refresh_token(&self, token: &RefreshTokenRecord) -> StoreResult<()>;
     /// Atomically: if `presented_hash` is active, mark it spent and store `replacement`

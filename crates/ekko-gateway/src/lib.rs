@@ -8,6 +8,9 @@
 //! | protocol | transport | default listen      | module      |
 //! |----------|-----------|---------------------|-------------|
 //! | OsmAnd   | HTTP      | 127.0.0.1:5055      | [`osmand`]  |
+//! | CloudConnect webhook | HTTP | the API listener, `POST /ingest/cloudconnect` | [`cloudconnect`] |
 
+pub mod cloudconnect;
+pub mod mqtt;
 pub mod osmand;
 pub mod problem;

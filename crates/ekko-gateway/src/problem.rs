@@ -38,19 +38,38 @@ impl From<DomainError> for Problem {
     }
 }
 
-impl IntoResponse for Problem {
-    fn into_response(self) -> Response {
-        let body = serde_json::json!({
+impl Problem {
+    /// The problem body plus an `errors` member: one `{index, detail}` per refused item of a
+    /// batch (e.g. CloudConnect events), so a sender learns every problem at once.
+    pub fn with_errors(self, errors: &[(usize, String)]) -> Response {
+        let list: Vec<serde_json::Value> = errors
+            .iter()
+            .map(|(index, detail)| serde_json::json!({"index": index, "detail": detail}))
+            .collect();
+        self.respond(Some(list.into()))
+    }
+
+    fn respond(self, errors: Option<serde_json::Value>) -> Response {
+        let mut body = serde_json::json!({
             "type": "about:blank",
             "title": self.status.canonical_reason().unwrap_or("error"),
             "status": self.status.as_u16(),
             "detail": self.detail,
         });
+        if let Some(errors) = errors {
+            body["errors"] = errors;
+        }
         let mut r = (self.status, axum::Json(body)).into_response();
         r.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
         r
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        self.respond(None)
     }
 }

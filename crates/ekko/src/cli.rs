@@ -37,6 +37,11 @@ enum Command {
         #[command(subcommand)]
         command: DeviceCommand,
     },
+    /// Manage integrations: machine callers that push device data (CloudConnect webhook).
+    Integration {
+        #[command(subcommand)]
+        command: IntegrationCommand,
+    },
     /// Serve a fresh demo: an account, devices, and simulated vehicles driving through the
     /// OsmAnd listener. Prints credentials and ready-to-paste commands.
     Demo(DemoArgs),
@@ -93,6 +98,25 @@ enum DeviceCommand {
         #[arg(long)]
         imei: String,
         /// Email of the owning account.
+        #[arg(long)]
+        account: String,
+    },
+    /// List unknown devices that tried to send data (IMEI, protocol, first/last seen,
+    /// attempts), for an admin to claim with `ekko device create`.
+    Pending {
+        #[command(flatten)]
+        data: DataDir,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum IntegrationCommand {
+    /// Create an integration for an account and print its secret (shown once), to send as
+    /// `Authorization: Bearer <secret>` to POST /ingest/cloudconnect.
+    Create {
+        #[command(flatten)]
+        data: DataDir,
+        /// Email of the account whose devices the integration may push data for.
         #[arg(long)]
         account: String,
     },
@@ -212,6 +236,12 @@ async fn run(command: Command) -> Result<()> {
             );
             Ok(())
         }
+        Command::Device {
+            command: DeviceCommand::Pending { data },
+        } => crate::admin::device_pending(&data.data_dir).await,
+        Command::Integration {
+            command: IntegrationCommand::Create { data, account },
+        } => crate::admin::integration_create(&data.data_dir, &account).await,
         Command::Demo(a) => crate::demo::run(a).await,
         Command::Simulate(a) => {
             let devices = a

@@ -98,6 +98,7 @@ async fn index() -> impl IntoResponse {
             "graphql": GRAPHQL_PATH,
             "socket": SOCKET_PATH,
             "health": "/healthz",
+            "cloudconnect": ekko_gateway::cloudconnect::listener::PATH,
         }
     }))
 }
@@ -140,6 +141,7 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer> {
             tokens,
             config: Arc::new(opts.socket.clone()),
         }))
+        .merge(ekko_gateway::cloudconnect::router(ekko.clone()))
         .layer(CatchPanicLayer::new());
     let gateway = ekko_gateway::osmand::router(ekko.clone()).layer(CatchPanicLayer::new());
 

@@ -10,7 +10,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use ekko_core::track::TrackRecord;
-use ekko_core::{Ekko, Imei};
+use ekko_core::{DomainError, Ekko, Imei};
 
 use super::decode::{Report, decode_json, decode_params};
 use crate::problem::Problem;
@@ -91,11 +91,18 @@ async fn ingest(
         ))
     })?;
     let record = TrackRecord {
-        imei,
+        imei: imei.clone(),
         recorded_at: report.recorded_at.unwrap_or_else(ekko_core::time::now_ms),
         coordinates: report.coordinates,
         fields: report.fields,
     };
-    ekko.ingest_track(record).await?;
-    Ok(())
+    match ekko.ingest_track(record).await {
+        Ok(_) => Ok(()),
+        Err(e @ DomainError::NotFound(_)) => {
+            // Unregistered: refused, and counted for `ekko device pending`.
+            ekko.record_unknown_device(&imei, "osmand").await;
+            Err(e.into())
+        }
+        Err(e) => Err(e.into()),
+    }
 }

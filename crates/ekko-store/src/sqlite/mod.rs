@@ -21,9 +21,8 @@ use sqlx::sqlite::{
 use sqlx::{Row, migrate::Migrator};
 
 mod connect;
-
 mod events;
-
+mod integrations;
 mod tracks_batch;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
@@ -273,6 +272,34 @@ impl Store for SqliteStore {
 
     async fn insert_poke(&self, p: &NewPoke, received_at: Timestamp) -> StoreResult<Poke> {
         self.insert_poke_row(p, received_at).await
+    }
+
+    async fn insert_integration(
+        &self,
+        i: &ekko_core::integration::Integration,
+    ) -> StoreResult<()> {
+        self.insert_integration_row(i).await
+    }
+
+    async fn integration_by_id(
+        &self,
+        id: &str,
+    ) -> StoreResult<Option<ekko_core::integration::Integration>> {
+        self.integration_row(id).await
+    }
+
+    async fn record_pending_device(
+        &self,
+        imei: &Imei,
+        protocol: &str,
+        at: Timestamp,
+        max_rows: i64,
+    ) -> StoreResult<()> {
+        self.record_pending_row(imei, protocol, at, max_rows).await
+    }
+
+    async fn pending_devices(&self) -> StoreResult<Vec<ekko_core::integration::PendingDevice>> {
+        self.pending_rows().await
     }
 
     async fn insert_refresh_token(&self, t: &RefreshTokenRecord) -> StoreResult<()> {

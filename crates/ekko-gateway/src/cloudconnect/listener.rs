@@ -1,0 +1,145 @@
+//! `POST /ingest/cloudconnect`: authenticate the integration, decode, authorize every event,
+//! store them in order (each durable before the next), then answer 200.
+
+use std::collections::HashMap;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use ekko_core::integration::IntegrationCaller;
+use ekko_core::{DomainError, Ekko, Imei};
+
+use super::decode::{Batch, DecodeError, Event, decode_batch};
+use crate::problem::Problem;
+
+/// Where Munic's webhook (or anything speaking its format) posts.
+pub const PATH: &str = "/ingest/cloudconnect";
+/// Largest request body accepted.
+pub const MAX_BODY: usize = 8 * 1024 * 1024;
+/// The protocol name recorded for pending devices and presence events.
+pub const PROTOCOL: &str = "cloudconnect";
+
+/// The route, to merge into the main API router.
+pub fn router(ekko: Ekko) -> Router {
+    Router::new()
+        .route(PATH, post(handle))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(ekko)
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, rest) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+}
+
+async fn handle(State(ekko): State<Ekko>, headers: HeaderMap, body: Bytes) -> Response {
+    let integration = match ekko
+        .authenticate_integration(bearer(&headers).unwrap_or(""))
+        .await
+    {
+        Ok(i) => i,
+        Err(e) => {
+            let mut r = Problem::from(e).into_response();
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"ekko-cloudconnect\""),
+            );
+            return r;
+        }
+    };
+    let batch = match decode_batch(&body) {
+        Ok(b) => b,
+        Err(DecodeError::Body(detail)) => return Problem::bad_request(detail).into_response(),
+        Err(DecodeError::Events(errors)) => {
+            let list: Vec<(usize, String)> =
+                errors.into_iter().map(|e| (e.index, e.detail)).collect();
+            return Problem::bad_request(format!(
+                "{} event(s) are malformed; nothing was stored",
+                list.len()
+            ))
+            .with_errors(&list);
+        }
+    };
+    match ingest(&ekko, &integration, batch).await {
+        Ok(r) => r,
+        Err(r) => r,
+    }
+}
+
+async fn ingest(
+    ekko: &Ekko,
+    integration: &IntegrationCaller,
+    batch: Batch,
+) -> Result<Response, Response> {
+    // Authorize every event before storing any: a refused batch stores nothing.
+    let mut verdicts: HashMap<Imei, Result<(), String>> = HashMap::new();
+    let mut refused = Vec::new();
+    for (index, event) in &batch.events {
+        let imei = event.imei();
+        if !verdicts.contains_key(imei) {
+            let verdict = match ekko
+                .authorize_integration_device(integration, imei, PROTOCOL)
+                .await
+            {
+                Ok(()) => Ok(()),
+                Err(e @ DomainError::Internal(_)) => return Err(Problem::from(e).into_response()),
+                Err(e) => Err(e.to_string()),
+            };
+            verdicts.insert(imei.clone(), verdict);
+        }
+        if let Some(Err(detail)) = verdicts.get(imei) {
+            refused.push((*index, detail.clone()));
+        }
+    }
+    if !refused.is_empty() {
+        return Err(Problem {
+            status: StatusCode::FORBIDDEN,
+            detail: format!(
+                "{} event(s) name devices this integration may not push for; nothing was stored",
+                refused.len()
+            ),
+        }
+        .with_errors(&refused));
+    }
+    let total = batch.events.len();
+    for (stored, (index, event)) in batch.events.into_iter().enumerate() {
+        let result = match event {
+            Event::Track { record, .. } => ekko.ingest_track(record).await.map(drop),
+            Event::Presence {
+                imei,
+                kind,
+                reason,
+                protocol,
+                ..
+            } => ekko
+                .record_presence(&imei, kind, reason.as_deref(), protocol.as_deref())
+                .await
+                .map(drop),
+            Event::Message { message, .. } => ekko.ingest_message(message).await.map(drop),
+            Event::Poke { poke, .. } => ekko.ingest_poke(poke).await.map(drop),
+        };
+        if let Err(e) = result {
+            // Events before this one are stored (each commit is durable on its own).
+            let mut p = Problem::from(e);
+            p.detail = format!(
+                "event {index} was not stored: {}; the {stored} event(s) before it (of {total}) were stored",
+                p.detail
+            );
+            return Err(p.with_errors(&[(index, "not stored".into())]));
+        }
+    }
+    let skipped: Vec<serde_json::Value> = batch
+        .skipped
+        .iter()
+        .map(|s| serde_json::json!({"index": s.index, "reason": s.reason}))
+        .collect();
+    Ok((
+        StatusCode::OK,
+        axum::Json(serde_json::json!({"stored": total, "skipped": skipped})),
+    )
+        .into_response())
+}

@@ -1,0 +1,193 @@
+//! The MQTT bridge: a client of a broker, subscribed to `devices/+/tracks` with QoS 1. Each
+//! message is decoded, stored through [`Ekko::ingest_track`], and only then acknowledged
+//! (PUBACK). Messages are handled one at a time, so each device's order is kept.
+
+use std::time::Duration;
+
+use ekko_core::{DomainError, Ekko};
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS};
+use tokio::sync::watch;
+
+use super::decode::{TOPIC_FILTER, decode_payload, imei_from_topic};
+
+/// Largest MQTT packet accepted from the broker.
+pub const MAX_PACKET: usize = 1024 * 1024;
+/// The protocol name recorded for pending devices.
+pub const PROTOCOL: &str = "mqtt";
+const DEFAULT_CLIENT_ID: &str = "ekko-bridge";
+
+/// Where and as whom to connect, from `mqtt://host[:port][?client_id=ID]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BrokerConfig {
+    pub host: String,
+    pub port: u16,
+    /// The broker keeps this client's session (clean_session = false), so messages that were
+    /// not acknowledged are delivered again after a reconnection.
+    pub client_id: String,
+}
+
+impl BrokerConfig {
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let rest = url
+            .trim()
+            .strip_prefix("mqtt://")
+            .ok_or_else(|| format!("'{url}' is not an mqtt:// URL (e.g. mqtt://127.0.0.1:1883)"))?;
+        let (authority, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let authority = authority.trim_end_matches('/');
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) => (
+                h,
+                p.parse::<u16>()
+                    .map_err(|_| format!("'{url}': the port '{p}' is not a number"))?,
+            ),
+            None => (authority, 1883),
+        };
+        if host.is_empty() {
+            return Err(format!("'{url}' names no host"));
+        }
+        let mut client_id = DEFAULT_CLIENT_ID.to_owned();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            match pair.split_once('=') {
+                Some(("client_id", id)) if !id.is_empty() && id.len() <= 64 => {
+                    client_id = id.to_owned()
+                }
+                _ => return Err(format!("'{url}': unknown or empty option '{pair}'")),
+            }
+        }
+        Ok(BrokerConfig {
+            host: host.to_owned(),
+            port,
+            client_id,
+        })
+    }
+
+    fn options(&self) -> MqttOptions {
+        let mut o = MqttOptions::new(&self.client_id, &self.host, self.port);
+        o.set_keep_alive(Duration::from_secs(30))
+            .set_clean_session(false)
+            .set_manual_acks(true)
+            .set_max_packet_size(MAX_PACKET, MAX_PACKET);
+        o
+    }
+}
+
+/// What to do with a message once handled.
+enum Verdict {
+    /// Stored, or refused for good (a resend would be refused again): acknowledge.
+    Ack,
+    /// Storage failed: do not acknowledge; reconnect so the broker delivers it again.
+    Retry,
+}
+
+async fn handle(ekko: &Ekko, p: &Publish) -> Verdict {
+    let imei = match imei_from_topic(&p.topic) {
+        Ok(i) => i,
+        Err(e) => {
+            tracing::warn!(error = %e, "MQTT: dropped a message on an unusable topic");
+            return Verdict::Ack;
+        }
+    };
+    let records = match decode_payload(&imei, &p.payload, ekko_core::time::now_ms()) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(%imei, error = %e, "MQTT: refused a malformed message");
+            return Verdict::Ack;
+        }
+    };
+    for record in records {
+        match ekko.ingest_track(record).await {
+            Ok(_) => {}
+            Err(DomainError::NotFound(_)) => {
+                ekko.record_unknown_device(&imei, PROTOCOL).await;
+                return Verdict::Ack;
+            }
+            Err(DomainError::Internal(e)) => {
+                tracing::error!(%imei, error = %e, "MQTT: storage failed; the message will be redelivered");
+                return Verdict::Retry;
+            }
+            Err(e) => {
+                tracing::warn!(%imei, error = %e, "MQTT: refused a record");
+                return Verdict::Ack;
+            }
+        }
+    }
+    Verdict::Ack
+}
+
+/// Runs the bridge until `shutdown` turns true, reconnecting after failures.
+pub async fn run(ekko: Ekko, config: BrokerConfig, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let (client, eventloop) = AsyncClient::new(config.options(), 64);
+        let again = tokio::select! {
+            again = session(&ekko, &config, &client, eventloop) => again,
+            _ = shutdown.wait_for(|stop| *stop) => false,
+        };
+        let _ = client.disconnect().await;
+        if !again || *shutdown.borrow() {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+    }
+}
+
+/// One connection's life. Returns `true` to reconnect.
+async fn session(
+    ekko: &Ekko,
+    config: &BrokerConfig,
+    client: &AsyncClient,
+    mut eventloop: EventLoop,
+) -> bool {
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                tracing::info!(host = %config.host, port = config.port, "MQTT bridge connected; subscribing to {TOPIC_FILTER}");
+                if let Err(e) = client.try_subscribe(TOPIC_FILTER, QoS::AtLeastOnce) {
+                    tracing::error!(error = %e, "MQTT: cannot subscribe");
+                    return true;
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => match handle(ekko, &p).await {
+                Verdict::Ack => {
+                    if let Err(e) = client.try_ack(&p) {
+                        tracing::error!(error = %e, "MQTT: cannot acknowledge");
+                        return true;
+                    }
+                }
+                Verdict::Retry => return true,
+            },
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(host = %config.host, port = config.port, error = %e, "MQTT connection failed; retrying");
+                return true;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_urls_parse_with_defaults() {
+        assert_eq!(
+            BrokerConfig::parse("mqtt://127.0.0.1:1883").unwrap(),
+            BrokerConfig {
+                host: "127.0.0.1".into(),
+                port: 1883,
+                client_id: "ekko-bridge".into()
+            }
+        );
+        let c = BrokerConfig::parse("mqtt://broker.local/?client_id=ekko-2").unwrap();
+        assert_eq!(
+            (c.host.as_str(), c.port, c.client_id.as_str()),
+            ("broker.local", 1883, "ekko-2")
+        );
+        for bad in ["http://x", "mqtt://", "mqtt://h:port", "mqtt://h?x=1"] {
+            assert!(BrokerConfig::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
