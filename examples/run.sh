@@ -53,7 +53,7 @@ setup() {
 }
 setup account create --data-dir "$WORK/data" --email "$EMAIL" --password "$PASSWORD" --full-name "$NAME"
 setup device create --data-dir "$WORK/data" --imei "$IMEI" --account "$EMAIL"
-NO_COLOR=1 "$BIN" serve --data-dir "$WORK/data" --listen "127.0.0.1:$HTTP_PORT" --osmand-listen "127.0.0.1:$OSMAND_PORT" >"$WORK/server.log" 2>&1 &
+NO_COLOR=1 "$BIN" serve --data-dir "$WORK/data" --listen "127.0.0.1:$HTTP_PORT" --osmand-listen "127.0.0.1:$OSMAND_PORT" --teltonika-listen 127.0.0.1:0 >"$WORK/server.log" 2>&1 &
 PID=$!
 ready=
 for _ in $(seq 1 150); do

@@ -8,9 +8,11 @@
 //! | protocol | transport | default listen      | module      |
 //! |----------|-----------|---------------------|-------------|
 //! | OsmAnd   | HTTP      | 127.0.0.1:5055      | [`osmand`]  |
+//! | Teltonika | TCP + UDP | 127.0.0.1:5027 (both) | [`teltonika`] |
 //! | CloudConnect webhook | HTTP | the API listener, `POST /ingest/cloudconnect` | [`cloudconnect`] |
 
 pub mod cloudconnect;
 pub mod mqtt;
 pub mod osmand;
 pub mod problem;
+pub mod teltonika;

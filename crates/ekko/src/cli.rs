@@ -10,7 +10,10 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use ekko_core::Imei;
 
-use crate::server::{self, DEFAULT_DATA_DIR, DEFAULT_LISTEN, DEFAULT_OSMAND_LISTEN, ServeOptions};
+use crate::server::{
+    self, DEFAULT_DATA_DIR, DEFAULT_LISTEN, DEFAULT_OSMAND_LISTEN, DEFAULT_TELTONIKA_LISTEN,
+    ServeOptions,
+};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -66,6 +69,9 @@ struct ServeArgs {
     /// Address of the OsmAnd (Traccar Client) device listener.
     #[arg(long, env = "EKKO_OSMAND_LISTEN", default_value = DEFAULT_OSMAND_LISTEN)]
     osmand_listen: SocketAddr,
+    /// Address of the Teltonika device listener (TCP and UDP, same port).
+    #[arg(long, env = "EKKO_TELTONIKA_LISTEN", default_value = DEFAULT_TELTONIKA_LISTEN)]
+    teltonika_listen: SocketAddr,
     /// The public base URL of the API, used as the tokens' issuer (default: http://<listen>).
     #[arg(long, env = "EKKO_PUBLIC_URL")]
     public_url: Option<String>,
@@ -131,6 +137,9 @@ pub struct DemoArgs {
     pub listen: SocketAddr,
     #[arg(long, default_value = DEFAULT_OSMAND_LISTEN)]
     pub osmand_listen: SocketAddr,
+    /// Teltonika listener (TCP and UDP).
+    #[arg(long, default_value = DEFAULT_TELTONIKA_LISTEN)]
+    pub teltonika_listen: SocketAddr,
     /// How many simulated vehicles.
     #[arg(long, default_value_t = 5)]
     pub vehicles: usize,
@@ -195,6 +204,7 @@ async fn run(command: Command) -> Result<()> {
                 data_dir: a.data.data_dir,
                 listen: a.listen,
                 osmand_listen: a.osmand_listen,
+                teltonika_listen: a.teltonika_listen,
                 public_url: a.public_url,
                 socket: Default::default(),
             };

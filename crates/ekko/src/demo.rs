@@ -60,6 +60,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         data_dir: data_dir.clone(),
         listen: args.listen,
         osmand_listen: args.osmand_listen,
+        teltonika_listen: args.teltonika_listen,
         public_url: None,
         socket: Default::default(),
     };

@@ -24,6 +24,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4000";
 pub const DEFAULT_OSMAND_LISTEN: &str = "127.0.0.1:5055";
+pub const DEFAULT_TELTONIKA_LISTEN: &str = "127.0.0.1:5027";
 pub const DEFAULT_DATA_DIR: &str = "./ekko-data";
 
 #[derive(Clone, Debug)]
@@ -31,6 +32,8 @@ pub struct ServeOptions {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
     pub osmand_listen: SocketAddr,
+    /// Teltonika devices: TCP and UDP on this address and port number.
+    pub teltonika_listen: SocketAddr,
     /// The `iss` of issued tokens; defaults to `http://<listen>`.
     pub public_url: Option<String>,
     pub socket: SocketConfig,
@@ -65,6 +68,8 @@ pub async fn open_domain(data_dir: &Path) -> Result<(Ekko, SqliteStore)> {
 pub struct RunningServer {
     pub http_addr: SocketAddr,
     pub osmand_addr: SocketAddr,
+    /// Teltonika TCP, and UDP on the same port number.
+    pub teltonika_addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     store: SqliteStore,
@@ -121,6 +126,15 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer> {
         .with_context(|| format!("listening for OsmAnd devices on {}", opts.osmand_listen))?;
     let http_addr = http.local_addr()?;
     let osmand_addr = osmand.local_addr()?;
+    let (teltonika_tcp, teltonika_udp) = ekko_gateway::teltonika::bind(opts.teltonika_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "listening for Teltonika devices on {} (TCP and UDP)",
+                opts.teltonika_listen
+            )
+        })?;
+    let teltonika_addr = teltonika_tcp.local_addr()?;
 
     let issuer = opts
         .public_url
@@ -160,6 +174,16 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer> {
             }
         }
     });
+    let t_teltonika_tcp = tokio::spawn(ekko_gateway::teltonika::tcp::serve(
+        teltonika_tcp,
+        ekko.clone(),
+        signal(rx.clone()),
+    ));
+    let t_teltonika_udp = tokio::spawn(ekko_gateway::teltonika::udp::serve(
+        teltonika_udp,
+        ekko.clone(),
+        signal(rx.clone()),
+    ));
     let t2 = tokio::spawn(async move {
         if let Err(e) = axum::serve(osmand, gateway)
             .with_graceful_shutdown(signal(rx))
@@ -170,11 +194,13 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer> {
     });
     tracing::info!(%http_addr, "API listening: POST /oauth/token, {GRAPHQL_PATH}, {SOCKET_PATH}");
     tracing::info!(%osmand_addr, "OsmAnd device listener ready");
+    tracing::info!(%teltonika_addr, "Teltonika device listener ready (TCP and UDP)");
     Ok(RunningServer {
         http_addr,
         osmand_addr,
+        teltonika_addr,
         shutdown,
-        tasks: vec![t1, t2],
+        tasks: vec![t_teltonika_tcp, t_teltonika_udp, t1, t2],
         store,
     })
 }

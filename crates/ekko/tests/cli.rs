@@ -177,6 +177,8 @@ fn admin_commands_work_while_serve_runs_and_serve_stops_on_sigterm() {
             &format!("127.0.0.1:{http}"),
             "--osmand-listen",
             &format!("127.0.0.1:{osmand}"),
+            "--teltonika-listen",
+            "127.0.0.1:0",
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

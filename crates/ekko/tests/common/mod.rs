@@ -22,6 +22,8 @@ pub struct TestServer {
     pub base: String,
     pub ws_base: String,
     pub osmand: String,
+    /// The Teltonika listener (TCP, and UDP on the same port).
+    pub teltonika: std::net::SocketAddr,
     pub http: reqwest::Client,
 }
 
@@ -47,6 +49,7 @@ pub async fn start_with(socket: SocketConfig) -> TestServer {
         data_dir: dir.path().to_path_buf(),
         listen: "127.0.0.1:0".parse().unwrap(),
         osmand_listen: "127.0.0.1:0".parse().unwrap(),
+        teltonika_listen: "127.0.0.1:0".parse().unwrap(),
         public_url: None,
         socket,
     };
@@ -56,6 +59,7 @@ pub async fn start_with(socket: SocketConfig) -> TestServer {
         ws_base: base.replace("http://", "ws://"),
         base,
         osmand: format!("http://{}/", running.osmand_addr),
+        teltonika: running.teltonika_addr,
         server: Some(running),
         dir,
         http: reqwest::Client::builder()
