@@ -78,7 +78,7 @@ async fn a_packet_is_acknowledged_with_its_record_count_once_stored() {
 }
 
 #[tokio::test]
-async fn an_unknown_device_is_refused_at_the_handshake() {
+async fn an_unknown_device_is_refused_at_the_handshake_and_listed_as_pending() {
     let t = common::start().await;
     let (mut s, answer) = connect(&t, "353691841005134").await;
     assert_eq!(answer, 0x00);
@@ -88,6 +88,13 @@ async fn an_unknown_device_is_refused_at_the_handshake() {
         .expect("the server closes the connection")
         .unwrap_or(0);
     assert_eq!(n, 0);
+    // Counted for `ekko device pending`.
+    let (ekko, store) = ekko::server::open_domain(t.dir.path()).await.unwrap();
+    let pending = ekko.pending_devices().await.unwrap();
+    store.close().await;
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].imei.as_str(), "353691841005134");
+    assert_eq!(pending[0].protocol, "teltonika");
 }
 
 #[tokio::test]

@@ -100,7 +100,11 @@ async fn handshake(stream: &mut TcpStream, buf: &mut Vec<u8>, ekko: &Ekko) -> Re
     let registered = match Imei::parse(&imei) {
         Ok(imei) => match ekko.device_is_registered(&imei).await {
             Ok(true) => Some(imei),
-            Ok(false) => None,
+            Ok(false) => {
+                // Refused, and counted for `ekko device pending`.
+                ekko.record_unknown_device(&imei, "teltonika").await;
+                None
+            }
             Err(e) => return Err(format!("could not check the device: {e}")),
         },
         Err(_) => None,

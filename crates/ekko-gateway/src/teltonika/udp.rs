@@ -47,6 +47,7 @@ async fn handle(ekko: &Ekko, datagram: &[u8]) -> Result<[u8; 7], String> {
         .await
         .map_err(|e| e.to_string())?
     {
+        ekko.record_unknown_device(&imei, "teltonika").await;
         return Err(format!("unknown device {imei}"));
     }
     let count = store(ekko, &imei, &p.packet).await.map_err(|e| match e {
