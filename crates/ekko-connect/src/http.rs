@@ -1,4 +1,6 @@
-//! Connect's HTTP surface: `POST /oauth/token` and `GET /.well-known/jwks.json`.
+//! Connect's HTTP surface: `POST /oauth/token`, `GET /.well-known/jwks.json`, and (from
+//! [`crate::api`] and [`crate::web`]) applications, revoke, introspect, token info, discovery,
+//! users, and the browser pages of the authorization-code flow.
 //!
 //! The token endpoint takes JSON, `application/x-www-form-urlencoded` and `multipart/form-data`
 //! bodies (Munic documents JSON and `curl -F`; OAuth libraries send forms). Parameters may be
@@ -24,7 +26,16 @@ pub fn router(tokens: Arc<TokenService>) -> Router {
     Router::new()
         .route("/oauth/token", post(token_endpoint))
         .route("/.well-known/jwks.json", get(jwks))
+        .merge(crate::api::routes())
+        .merge(crate::web::routes())
         .with_state(tokens)
+}
+
+/// The caller's IP address, when the server was started with connect info.
+pub(crate) fn client_ip(req: &Request) -> Option<std::net::IpAddr> {
+    req.extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())
 }
 
 async fn jwks(State(tokens): State<Arc<TokenService>>) -> Response {
@@ -36,7 +47,7 @@ async fn jwks(State(tokens): State<Arc<TokenService>>) -> Response {
     r
 }
 
-type Params = HashMap<String, String>;
+pub(crate) type Params = HashMap<String, String>;
 
 fn content_type(headers: &HeaderMap) -> String {
     headers
@@ -111,7 +122,7 @@ async fn params_from_multipart(req: Request) -> Result<Params, OAuthError> {
     Ok(out)
 }
 
-async fn read_params(req: Request) -> Result<Params, OAuthError> {
+pub(crate) async fn read_params(req: Request) -> Result<Params, OAuthError> {
     let ct = content_type(req.headers());
     if ct == "multipart/form-data" {
         return params_from_multipart(req).await;
@@ -133,7 +144,7 @@ async fn read_params(req: Request) -> Result<Params, OAuthError> {
     }
 }
 
-fn required<'a>(p: &'a Params, name: &str) -> Result<&'a str, OAuthError> {
+pub(crate) fn required<'a>(p: &'a Params, name: &str) -> Result<&'a str, OAuthError> {
     p.get(name)
         .map(String::as_str)
         .filter(|v| !v.is_empty())
@@ -158,34 +169,43 @@ async fn handle_token(
     tokens: &TokenService,
     req: Request,
 ) -> Result<crate::tokens::TokenResponse, OAuthError> {
-    let has_basic = req
+    let ip = client_ip(&req);
+    let authorization = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.len() > 6 && v[..6].eq_ignore_ascii_case("basic "));
+        .map(str::to_owned);
     let p = read_params(req).await?;
-    // Applications (clients) arrive with Connect's application registry; until then no client
-    // exists, so presented client credentials cannot be valid. Saying so beats ignoring them.
-    if has_basic || p.contains_key("client_secret") {
-        return Err(OAuthError::invalid_client(
-            "unknown client: this server has no registered applications; omit client credentials for the password and refresh_token grants",
-        ));
-    }
     let grant = required(&p, "grant_type")?;
+    let presented = crate::clients::presented(authorization.as_deref(), &p)?;
+    let client = crate::clients::authenticate(tokens.registry(), presented).await?;
     let scope = p.get("scope").map(String::as_str);
     match grant {
         "password" => {
             let username = required(&p, "username")?;
             let password = required(&p, "password")?;
-            tokens.password_grant(username, password, scope).await
+            tokens
+                .password_grant(client, username, password, scope, ip)
+                .await
         }
         "refresh_token" => {
             tokens
-                .refresh_grant(required(&p, "refresh_token")?, scope)
+                .refresh_grant(client, required(&p, "refresh_token")?, scope)
+                .await
+        }
+        "client_credentials" => tokens.client_credentials_grant(client, scope).await,
+        "authorization_code" => {
+            tokens
+                .authorization_code_grant(
+                    client,
+                    required(&p, "code")?,
+                    p.get("redirect_uri").map(String::as_str),
+                    p.get("code_verifier").map(String::as_str),
+                )
                 .await
         }
         other => Err(OAuthError::unsupported_grant_type(format!(
-            "grant_type '{other}' is not supported; use 'password' or 'refresh_token'"
+            "grant_type '{other}' is not supported; use password, refresh_token, client_credentials or authorization_code"
         ))),
     }
 }

@@ -50,6 +50,21 @@ enum Command {
     Demo(DemoArgs),
     /// Drive simulated vehicles against an OsmAnd listener.
     Simulate(SimulateArgs),
+    /// Manage Connect's signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum KeysCommand {
+    /// Add a new RS256 signing key: it signs new tokens from the server's next start; every
+    /// older key keeps verifying the tokens it signed (the JWT's `kid` selects the key).
+    Rotate {
+        #[command(flatten)]
+        data: DataDir,
+    },
 }
 
 #[derive(Args, Debug, Clone)]
@@ -57,6 +72,19 @@ struct DataDir {
     /// The data directory (database and signing keys).
     #[arg(long, env = "EKKO_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
+    /// The environment: `production` (the default; data directly in --data-dir) or another
+    /// name such as `integration` (data in <data-dir>/environments/<name>). Each environment
+    /// has its own database, signing keys and token issuer; tokens of one are refused by the
+    /// others.
+    #[arg(long, env = "EKKO_ENVIRONMENT", default_value = ekko_connect::tokens::DEFAULT_ENVIRONMENT, value_parser = crate::environment::parse_name)]
+    environment: String,
+}
+
+impl DataDir {
+    /// The directory of the chosen environment.
+    fn dir(&self) -> PathBuf {
+        crate::environment::data_dir(&self.data_dir, &self.environment)
+    }
 }
 
 #[derive(Args, Debug)]
@@ -201,12 +229,16 @@ async fn run(command: Command) -> Result<()> {
     match command {
         Command::Serve(a) => {
             let opts = ServeOptions {
-                data_dir: a.data.data_dir,
+                data_dir: a.data.dir(),
                 listen: a.listen,
                 osmand_listen: a.osmand_listen,
                 teltonika_listen: a.teltonika_listen,
                 public_url: a.public_url,
                 socket: Default::default(),
+                connect: ekko_connect::ConnectConfig {
+                    environment: a.data.environment.clone(),
+                    ..Default::default()
+                },
             };
             server::serve_until(opts, server::shutdown_signal()).await
         }
@@ -219,7 +251,7 @@ async fn run(command: Command) -> Result<()> {
                     full_name,
                 },
         } => {
-            let (ekko, store) = server::open_domain(&data.data_dir).await?;
+            let (ekko, store) = server::open_domain(&data.dir()).await?;
             let result =
                 ekko_connect::accounts::register(&ekko, &email, &password, &full_name).await;
             store.close().await;
@@ -235,7 +267,7 @@ async fn run(command: Command) -> Result<()> {
                     account,
                 },
         } => {
-            let (ekko, store) = server::open_domain(&data.data_dir).await?;
+            let (ekko, store) = server::open_domain(&data.dir()).await?;
             let result = ekko.create_device(&imei, &account).await;
             store.close().await;
             let device = result?;
@@ -248,11 +280,28 @@ async fn run(command: Command) -> Result<()> {
         }
         Command::Device {
             command: DeviceCommand::Pending { data },
-        } => crate::admin::device_pending(&data.data_dir).await,
+        } => crate::admin::device_pending(&data.dir()).await,
         Command::Integration {
             command: IntegrationCommand::Create { data, account },
-        } => crate::admin::integration_create(&data.data_dir, &account).await,
+        } => crate::admin::integration_create(&data.dir(), &account).await,
         Command::Demo(a) => crate::demo::run(a).await,
+        Command::Keys {
+            command: KeysCommand::Rotate { data },
+        } => {
+            let dir = data.dir();
+            server::ensure_data_dir(&dir)?;
+            let path = ekko_connect::keys::generate_key_file(&dir)
+                .map_err(anyhow::Error::msg)
+                .context("adding a signing key")?;
+            println!(
+                "added signing key {} ({}); it signs new tokens after the server restarts, older keys keep verifying",
+                path.file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or_default(),
+                path.display()
+            );
+            Ok(())
+        }
         Command::Simulate(a) => {
             let devices = a
                 .imei

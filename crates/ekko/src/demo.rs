@@ -63,6 +63,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         teltonika_listen: args.teltonika_listen,
         public_url: None,
         socket: Default::default(),
+        connect: Default::default(),
     };
     let running = server::start(opts).await?;
     let base = format!("http://{}", running.http_addr);

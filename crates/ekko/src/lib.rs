@@ -4,5 +4,6 @@
 pub mod admin;
 pub mod cli;
 pub mod demo;
+pub mod environment;
 pub mod server;
 pub mod simulator;

@@ -37,6 +37,8 @@ pub struct ServeOptions {
     /// The `iss` of issued tokens; defaults to `http://<listen>`.
     pub public_url: Option<String>,
     pub socket: SocketConfig,
+    /// Connect: environment name, refresh rotation mode, rate limits.
+    pub connect: ekko_connect::ConnectConfig,
 }
 
 /// Creates the data directory (mode 0700) if needed.
@@ -140,7 +142,17 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer> {
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{http_addr}"));
-    let tokens = Arc::new(TokenService::new(ekko.clone(), Arc::new(keys), issuer));
+    let tokens = Arc::new(TokenService::new(
+        ekko.clone(),
+        Arc::new(store.clone()),
+        Arc::new(keys),
+        issuer,
+        opts.connect.clone(),
+    ));
+    tokens
+        .load_revocations()
+        .await
+        .map_err(|e| anyhow::anyhow!("loading revoked tokens: {e}"))?;
     let schema = ekko_api::build_schema(ekko.clone());
     let app = Router::new()
         .route("/", get(index))
@@ -166,9 +178,12 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer> {
     let t1 = tokio::spawn({
         let rx = rx.clone();
         async move {
-            if let Err(e) = axum::serve(http, app)
-                .with_graceful_shutdown(signal(rx))
-                .await
+            if let Err(e) = axum::serve(
+                http,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(signal(rx))
+            .await
             {
                 tracing::error!(error = %e, "HTTP server failed");
             }

@@ -32,6 +32,15 @@ pub async fn start() -> TestServer {
 }
 
 pub async fn start_with(socket: SocketConfig) -> TestServer {
+    start_full(socket, Default::default()).await
+}
+
+/// A server with Connect settings (environment, rotation mode, rate limits).
+pub async fn start_with_connect(connect: ekko_connect::ConnectConfig) -> TestServer {
+    start_full(SocketConfig::default(), connect).await
+}
+
+pub async fn start_full(socket: SocketConfig, connect: ekko_connect::ConnectConfig) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     {
         let (ekko, store) = server::open_domain(dir.path()).await.unwrap();
@@ -52,6 +61,7 @@ pub async fn start_with(socket: SocketConfig) -> TestServer {
         teltonika_listen: "127.0.0.1:0".parse().unwrap(),
         public_url: None,
         socket,
+        connect,
     };
     let running = server::start(opts).await.unwrap();
     let base = format!("http://{}", running.http_addr);
