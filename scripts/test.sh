@@ -42,3 +42,6 @@ bash "$CONFORMANCE" target/release/ekko
 
 step "README examples"
 bash examples/run.sh target/release/ekko
+
+step "OAuth client compatibility (openid-client, authlib, headless Chromium)"
+bash tests/oauth-clients/run.sh target/release/ekko
