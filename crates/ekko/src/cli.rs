@@ -100,6 +100,10 @@ struct ServeArgs {
     /// Address of the Teltonika device listener (TCP and UDP, same port).
     #[arg(long, env = "EKKO_TELTONIKA_LISTEN", default_value = DEFAULT_TELTONIKA_LISTEN)]
     teltonika_listen: SocketAddr,
+    /// Bridge an MQTT broker: subscribe to devices/<imei>/tracks (QoS 1, acknowledged after
+    /// commit), e.g. mqtt://127.0.0.1:1883 (`?client_id=ID` names the session). Off by default.
+    #[arg(long, env = "EKKO_MQTT_URL")]
+    mqtt_url: Option<String>,
     /// The public base URL of the API, used as the tokens' issuer (default: http://<listen>).
     #[arg(long, env = "EKKO_PUBLIC_URL")]
     public_url: Option<String>,
@@ -233,6 +237,7 @@ async fn run(command: Command) -> Result<()> {
                 listen: a.listen,
                 osmand_listen: a.osmand_listen,
                 teltonika_listen: a.teltonika_listen,
+                mqtt_url: a.mqtt_url,
                 public_url: a.public_url,
                 socket: Default::default(),
                 connect: ekko_connect::ConnectConfig {

@@ -61,6 +61,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         listen: args.listen,
         osmand_listen: args.osmand_listen,
         teltonika_listen: args.teltonika_listen,
+        mqtt_url: None,
         public_url: None,
         socket: Default::default(),
         connect: Default::default(),

@@ -34,6 +34,8 @@ pub struct ServeOptions {
     pub osmand_listen: SocketAddr,
     /// Teltonika devices: TCP and UDP on this address and port number.
     pub teltonika_listen: SocketAddr,
+    /// The MQTT bridge's broker (`mqtt://host:port[?client_id=ID]`); `None`: no bridge.
+    pub mqtt_url: Option<String>,
     /// The `iss` of issued tokens; defaults to `http://<listen>`.
     pub public_url: Option<String>,
     pub socket: SocketConfig,
@@ -199,6 +201,20 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer> {
         ekko.clone(),
         signal(rx.clone()),
     ));
+    let t_mqtt = match &opts.mqtt_url {
+        Some(url) => {
+            let broker = ekko_gateway::mqtt::BrokerConfig::parse(url)
+                .map_err(anyhow::Error::msg)
+                .context("--mqtt-url")?;
+            tracing::info!(host = %broker.host, port = broker.port, "MQTT bridge starting");
+            Some(tokio::spawn(ekko_gateway::mqtt::run(
+                ekko.clone(),
+                broker,
+                rx.clone(),
+            )))
+        }
+        None => None,
+    };
     let t2 = tokio::spawn(async move {
         if let Err(e) = axum::serve(osmand, gateway)
             .with_graceful_shutdown(signal(rx))
@@ -215,7 +231,10 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer> {
         osmand_addr,
         teltonika_addr,
         shutdown,
-        tasks: vec![t_teltonika_tcp, t_teltonika_udp, t1, t2],
+        tasks: vec![t_teltonika_tcp, t_teltonika_udp, t1, t2]
+            .into_iter()
+            .chain(t_mqtt)
+            .collect(),
         store,
     })
 }

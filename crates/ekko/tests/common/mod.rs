@@ -41,6 +41,15 @@ pub async fn start_with_connect(connect: ekko_connect::ConnectConfig) -> TestSer
 }
 
 pub async fn start_full(socket: SocketConfig, connect: ekko_connect::ConnectConfig) -> TestServer {
+    start_configured(move |o| {
+        o.socket = socket;
+        o.connect = connect;
+    })
+    .await
+}
+
+/// Starts the test server after `configure` adjusted its options (e.g. `mqtt_url`).
+pub async fn start_configured(configure: impl FnOnce(&mut ServeOptions)) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     {
         let (ekko, store) = server::open_domain(dir.path()).await.unwrap();
@@ -54,15 +63,17 @@ pub async fn start_full(socket: SocketConfig, connect: ekko_connect::ConnectConf
         ekko.create_device(OTHER_IMEI, OTHER_EMAIL).await.unwrap();
         store.close().await;
     }
-    let opts = ServeOptions {
+    let mut opts = ServeOptions {
         data_dir: dir.path().to_path_buf(),
         listen: "127.0.0.1:0".parse().unwrap(),
         osmand_listen: "127.0.0.1:0".parse().unwrap(),
         teltonika_listen: "127.0.0.1:0".parse().unwrap(),
+        mqtt_url: None,
         public_url: None,
-        socket,
-        connect,
+        socket: SocketConfig::default(),
+        connect: Default::default(),
     };
+    configure(&mut opts);
     let running = server::start(opts).await.unwrap();
     let base = format!("http://{}", running.http_addr);
     TestServer {

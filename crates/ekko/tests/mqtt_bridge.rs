@@ -1,0 +1,133 @@
+//! The MQTT bridge against a real broker (Mosquitto on 127.0.0.1:1883). Skipped, with a message,
+//! when no broker is reachable.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{IMEI, TestServer};
+use ekko_core::Imei;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+
+const BROKER: &str = "127.0.0.1:1883";
+/// A valid IMEI that no account registered.
+const UNKNOWN_IMEI: &str = "490154203237518";
+
+fn broker_up() -> bool {
+    let up = std::net::TcpStream::connect_timeout(&BROKER.parse().unwrap(), Duration::from_secs(1))
+        .is_ok();
+    if !up {
+        eprintln!("SKIPPED: no MQTT broker on {BROKER} (start Mosquitto to run this test)");
+    }
+    up
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+async fn start_bridged() -> TestServer {
+    let client_id = unique("ekko-test");
+    common::start_configured(move |o| {
+        o.mqtt_url = Some(format!("mqtt://{BROKER}?client_id={client_id}"))
+    })
+    .await
+}
+
+/// Publishes with QoS 1 and waits for the broker's PUBACK.
+async fn publish(topic: &str, payload: &str) {
+    let mut o = MqttOptions::new(unique("ekko-test-pub"), "127.0.0.1", 1883);
+    o.set_keep_alive(Duration::from_secs(5));
+    let (client, mut events) = AsyncClient::new(o, 10);
+    client
+        .publish(topic, QoS::AtLeastOnce, false, payload.as_bytes().to_vec())
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let Event::Incoming(Packet::PubAck(_)) = events.poll().await.unwrap() {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the broker acknowledges the publish");
+    let _ = client.disconnect().await;
+}
+
+/// Polls `check` until it holds (the bridge works asynchronously), up to 10 s.
+async fn eventually<F, Fut>(mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..100 {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn tracks_published_on_the_device_topic_are_stored() {
+    if !broker_up() {
+        return;
+    }
+    let t = start_bridged().await;
+    // Let the bridge connect and subscribe.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    publish(
+        &format!("devices/{IMEI}/tracks"),
+        r#"[{"recorded_at": "2024-05-01T12:00:00.123Z", "lat": 48.85837, "lng": 2.294481,
+            "fields": {"GPS_SPEED": 21600, "DIO_IGNITION": true}},
+           {"recorded_at": "2024-05-01T12:00:01.000Z"}]"#,
+    )
+    .await;
+    let dir = t.dir.path().to_path_buf();
+    let stored = eventually(|| {
+        let dir = dir.clone();
+        async move {
+            let (ekko, store) = ekko::server::open_domain(&dir).await.unwrap();
+            let n = ekko
+                .store()
+                .recent_tracks(&Imei::parse(IMEI).unwrap(), 10)
+                .await
+                .unwrap();
+            store.close().await;
+            n.len() == 2
+                && n[1].coordinates.is_some()
+                && n[1].fields.iter().any(|f| f.name == "GPS_SPEED")
+        }
+    })
+    .await;
+    assert!(stored, "both records are stored");
+}
+
+#[tokio::test]
+async fn an_unknown_device_on_mqtt_is_refused_and_counted_as_pending() {
+    if !broker_up() {
+        return;
+    }
+    let t = start_bridged().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    publish(
+        &format!("devices/{UNKNOWN_IMEI}/tracks"),
+        r#"{"lat": 1, "lng": 2}"#,
+    )
+    .await;
+    let dir = t.dir.path().to_path_buf();
+    let pending = eventually(|| {
+        let dir = dir.clone();
+        async move {
+            let (ekko, store) = ekko::server::open_domain(&dir).await.unwrap();
+            let p = ekko.pending_devices().await.unwrap();
+            store.close().await;
+            p.iter()
+                .any(|p| p.imei.as_str() == UNKNOWN_IMEI && p.protocol == "mqtt")
+        }
+    })
+    .await;
+    assert!(pending, "the unknown device is pending");
+}
