@@ -17,3 +17,25 @@ pub fn to_graphql(e: DomainError) -> async_graphql::Error {
         }
     })
 }
+
+/// `extensions.code` of the last item of a subscription whose subscriber fell so far behind
+/// that its bounded queue filled. Socket transports close the socket when they see it.
+pub const SLOW_SUBSCRIBER_CODE: &str = "SLOW_SUBSCRIBER";
+
+/// The error a subscription yields (last) when its bounded queue overflowed.
+pub fn slow_subscriber() -> async_graphql::Error {
+    async_graphql::Error::new(
+        "this subscription fell too far behind its devices' data (its queue filled) and was stopped; subscribe again",
+    )
+    .extend_with(|_, ext| ext.set("code", SLOW_SUBSCRIBER_CODE))
+}
+
+/// Whether a subscription result is the overflow error of [`slow_subscriber`].
+pub fn is_slow_subscriber(response: &async_graphql::Response) -> bool {
+    response.errors.iter().any(|e| {
+        e.extensions
+            .as_ref()
+            .and_then(|x| x.get("code"))
+            .is_some_and(|c| *c == async_graphql::Value::from(SLOW_SUBSCRIBER_CODE))
+    })
+}

@@ -369,13 +369,10 @@ impl Subscription {
         if let Some(ready) = ctx.data_opt::<SubscriptionReady>() {
             ready.fire();
         }
-        Ok(stream
-            .map(|item| match item {
-                BusItem::Notification(n) => Ok(DeviceNotificationObject::from(n.as_ref())),
-                BusItem::Overflowed => Err(to_graphql(ekko_core::DomainError::Internal(
-                    "this subscription fell too far behind the device's data and was stopped; subscribe again".into(),
-                ))),
-            }))
+        Ok(stream.map(|item| match item {
+            BusItem::Notification(n) => Ok(DeviceNotificationObject::from(n.as_ref())),
+            BusItem::Overflowed => Err(crate::errors::slow_subscriber()),
+        }))
         // The bus ends the stream right after `Overflowed`, so the error is the last item.
     }
 }

@@ -107,6 +107,13 @@ struct ServeArgs {
     /// The public base URL of the API, used as the tokens' issuer (default: http://<listen>).
     #[arg(long, env = "EKKO_PUBLIC_URL")]
     public_url: Option<String>,
+    /// graphql-transport-ws / graphql-ws: seconds to wait for `connection_init` (close 4408).
+    #[arg(long, env = "EKKO_WS_INIT_TIMEOUT", default_value_t = 10)]
+    ws_init_timeout: u64,
+    /// Send keep-alives (graphql-transport-ws `ping`, legacy `ka`, SSE comments) every this many
+    /// seconds. Off by default; never on the Phoenix socket.
+    #[arg(long, env = "EKKO_WS_KEEPALIVE")]
+    ws_keepalive: Option<u64>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -239,7 +246,11 @@ async fn run(command: Command) -> Result<()> {
                 teltonika_listen: a.teltonika_listen,
                 mqtt_url: a.mqtt_url,
                 public_url: a.public_url,
-                socket: Default::default(),
+                socket: ekko_socket::phoenix::SocketConfig {
+                    init_timeout: std::time::Duration::from_secs(a.ws_init_timeout),
+                    keepalive: a.ws_keepalive.map(std::time::Duration::from_secs),
+                    ..Default::default()
+                },
                 connect: ekko_connect::ConnectConfig {
                     environment: a.data.environment.clone(),
                     ..Default::default()

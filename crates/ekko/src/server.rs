@@ -156,19 +156,27 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer> {
         .await
         .map_err(|e| anyhow::anyhow!("loading revoked tokens: {e}"))?;
     let schema = ekko_api::build_schema(ekko.clone());
+    let socket_state = SocketState {
+        schema: schema.clone(),
+        tokens: tokens.clone(),
+        config: Arc::new(opts.socket.clone()),
+    };
     let app = Router::new()
         .route("/", get(index))
         .route("/healthz", get(healthz))
         .merge(ekko_connect::http::router(tokens.clone()))
-        .merge(ekko_api::http::router(ApiState {
-            schema: schema.clone(),
-            tokens: tokens.clone(),
-        }))
-        .merge(ekko_socket::phoenix::router(SocketState {
-            schema,
-            tokens,
-            config: Arc::new(opts.socket.clone()),
-        }))
+        .merge(
+            ekko_api::http::router(ApiState {
+                schema: schema.clone(),
+                tokens: tokens.clone(),
+            })
+            // WebSocket upgrades (graphql-transport-ws, graphql-ws) and SSE on the GraphQL path.
+            .layer(axum::middleware::from_fn_with_state(
+                socket_state.clone(),
+                ekko_socket::graphql_path::intercept,
+            )),
+        )
+        .merge(ekko_socket::phoenix::router(socket_state))
         .merge(ekko_gateway::cloudconnect::router(ekko.clone()))
         .layer(CatchPanicLayer::new());
     let gateway = ekko_gateway::osmand::router(ekko.clone()).layer(CatchPanicLayer::new());

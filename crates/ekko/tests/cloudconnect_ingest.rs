@@ -165,3 +165,18 @@ async fn unknown_osmand_devices_are_refused_and_counted_as_pending() {
     store.close().await;
     assert!(pending(&t).await.is_empty());
 }
+
+#[tokio::test]
+async fn a_resent_batch_does_not_store_its_tracks_twice() {
+    let t = common::start().await;
+    let secret = secret(&t).await;
+    let body = json!([
+        track(IMEI, "2015-05-22T17:29:47Z"),
+        track(IMEI, "2015-05-22T17:29:48Z"),
+    ]);
+    for _ in 0..2 {
+        let (status, answer) = post(&t, Some(&secret), &body).await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    assert_eq!(tracks_of(&t, IMEI).await.len(), 2);
+}

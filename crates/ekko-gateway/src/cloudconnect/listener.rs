@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use ekko_core::integration::IntegrationCaller;
+use ekko_core::track::{MAX_RECORDS_PER_BATCH, TrackRecord};
 use ekko_core::{DomainError, Ekko, Imei};
 
 use super::decode::{Batch, DecodeError, Event, decode_batch};
@@ -106,30 +107,54 @@ async fn ingest(
         .with_errors(&refused));
     }
     let total = batch.events.len();
-    for (stored, (index, event)) in batch.events.into_iter().enumerate() {
-        let result = match event {
-            Event::Track { record, .. } => ekko.ingest_track(record).await.map(drop),
+    // Consecutive tracks are stored together, in one transaction (resends are de-duplicated).
+    let mut tracks: Vec<TrackRecord> = Vec::new();
+    let mut run_start = 0;
+    let mut stored = 0;
+    let mut events = batch.events.into_iter().peekable();
+    while let Some((index, event)) = events.next() {
+        let (at, result) = match event {
+            Event::Track { record, .. } => {
+                if tracks.is_empty() {
+                    run_start = index;
+                }
+                tracks.push(record);
+                let run_goes_on = matches!(events.peek(), Some((_, Event::Track { .. })));
+                if run_goes_on && tracks.len() < MAX_RECORDS_PER_BATCH {
+                    continue;
+                }
+                let records = std::mem::take(&mut tracks);
+                let n = records.len();
+                (run_start, ekko.ingest_tracks(records).await.map(|_| n))
+            }
             Event::Presence {
                 imei,
                 kind,
                 reason,
                 protocol,
                 ..
-            } => ekko
-                .record_presence(&imei, kind, reason.as_deref(), protocol.as_deref())
-                .await
-                .map(drop),
-            Event::Message { message, .. } => ekko.ingest_message(message).await.map(drop),
-            Event::Poke { poke, .. } => ekko.ingest_poke(poke).await.map(drop),
+            } => (
+                index,
+                ekko.record_presence(&imei, kind, reason.as_deref(), protocol.as_deref())
+                    .await
+                    .map(|_| 1),
+            ),
+            Event::Message { message, .. } => {
+                (index, ekko.ingest_message(message).await.map(|_| 1))
+            }
+            Event::Poke { poke, .. } => (index, ekko.ingest_poke(poke).await.map(|_| 1)),
         };
-        if let Err(e) = result {
-            // Events before this one are stored (each commit is durable on its own).
-            let mut p = Problem::from(e);
-            p.detail = format!(
-                "event {index} was not stored: {}; the {stored} event(s) before it (of {total}) were stored",
-                p.detail
-            );
-            return Err(p.with_errors(&[(index, "not stored".into())]));
+        match result {
+            Ok(n) => stored += n,
+            Err(e) => {
+                // Events before this one are stored (each commit is durable on its own).
+                let mut p = Problem::from(e);
+                p.detail = format!(
+                    "event {at} was not stored: {}; the {stored} event(s) before it (of {total}) were stored",
+                    p.detail
+                );
+                return Err(p.with_errors(&[(at, "not stored".into())]));
+            }
         }
     }
     let skipped: Vec<serde_json::Value> = batch

@@ -17,11 +17,14 @@
 //!   - 400 with `errors: [{index, detail}]` when any event is malformed, 403 with the same list
 //!     when any event names a device that is unknown or not the account's: **nothing is stored
 //!     from a refused batch**;
-//!   - 200 `{stored, skipped: [{index, reason}]}` once every event is durably stored, in order.
+//!   - 200 `{stored, skipped: [{index, reason}]}` once every event is durably stored, in order
+//!     (consecutive tracks in one transaction through `Ekko::ingest_tracks`, so a resent batch
+//!     does not store its tracks twice).
 //!     Well-formed events Ekko does not store (an unknown event kind, a presence without asset)
 //!     are listed in `skipped`, never dropped silently;
 //!   - 503 if storage fails midway: the events before the failing one are stored (its index is
-//!     in the answer), and a resend stores them again.
+//!     in the answer); a resend does not duplicate tracks, but may duplicate presence events,
+//!     messages and pokes.
 
 pub mod decode;
 pub mod listener;

@@ -94,24 +94,22 @@ async fn handle(ekko: &Ekko, p: &Publish) -> Verdict {
             return Verdict::Ack;
         }
     };
-    for record in records {
-        match ekko.ingest_track(record).await {
-            Ok(_) => {}
-            Err(DomainError::NotFound(_)) => {
-                ekko.record_unknown_device(&imei, PROTOCOL).await;
-                return Verdict::Ack;
-            }
-            Err(DomainError::Internal(e)) => {
-                tracing::error!(%imei, error = %e, "MQTT: storage failed; the message will be redelivered");
-                return Verdict::Retry;
-            }
-            Err(e) => {
-                tracing::warn!(%imei, error = %e, "MQTT: refused a record");
-                return Verdict::Ack;
-            }
+    // One transaction for the whole message; a redelivered message is not stored twice.
+    match ekko.ingest_tracks(records).await {
+        Ok(_) => Verdict::Ack,
+        Err(DomainError::NotFound(_)) => {
+            ekko.record_unknown_device(&imei, PROTOCOL).await;
+            Verdict::Ack
+        }
+        Err(DomainError::Internal(e)) => {
+            tracing::error!(%imei, error = %e, "MQTT: storage failed; the message will be redelivered");
+            Verdict::Retry
+        }
+        Err(e) => {
+            tracing::warn!(%imei, error = %e, "MQTT: refused a message");
+            Verdict::Ack
         }
     }
-    Verdict::Ack
 }
 
 /// Runs the bridge until `shutdown` turns true, reconnecting after failures.

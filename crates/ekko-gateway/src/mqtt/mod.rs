@@ -16,8 +16,9 @@
 //! The PUBACK is sent **only after every record of the message is committed**. A message that
 //! can never be stored (bad topic, malformed JSON, unknown device — counted as pending) is
 //! acknowledged and logged, since a redelivery would be refused again; when storage fails the
-//! message is not acknowledged and the bridge reconnects, so the broker delivers it again
-//! (records of that message stored before the failure are then stored again).
+//! message is not acknowledged and the bridge reconnects, so the broker delivers it again. A
+//! message's records are stored in one transaction, and a redelivered message is not stored
+//! twice (`Ekko::ingest_tracks` de-duplicates resends).
 
 pub mod bridge;
 pub mod decode;

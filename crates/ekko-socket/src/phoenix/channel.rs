@@ -302,7 +302,7 @@ impl Channel {
 
 /// Drives a subscription stream until it is registered on the bus (`ready`) or it yields
 /// first (an error: validation, authorization). An item that races the ready signal is kept.
-async fn setup(
+pub(crate) async fn setup(
     stream: impl futures::Stream<Item = Response> + Send + 'static,
     mut ready: tokio::sync::oneshot::Receiver<()>,
 ) -> Result<BoxStream<'static, Response>, Response> {
@@ -333,7 +333,7 @@ fn ended_early() -> Response {
     )])
 }
 
-fn response_json(response: Response) -> Value {
+pub(crate) fn response_json(response: Response) -> Value {
     // Only data / errors / extensions: gql refuses any other key in a result.
     serde_json::to_value(&response)
         .unwrap_or_else(|_| json!({"errors": [{"message": "could not encode the result"}]}))

@@ -33,6 +33,11 @@ pub struct SocketConfig {
     pub max_message_bytes: usize,
     /// A client that does not take a frame within this time is disconnected.
     pub send_timeout: Duration,
+    /// graphql-transport-ws / graphql-ws: close with 4408 when no `connection_init` came
+    /// within this time.
+    pub init_timeout: Duration,
+    /// graphql-transport-ws / graphql-ws: send `ping` / `ka` this often (never on Phoenix).
+    pub keepalive: Option<Duration>,
 }
 
 impl Default for SocketConfig {
@@ -42,6 +47,8 @@ impl Default for SocketConfig {
             max_subscriptions: 100,
             max_message_bytes: 1024 * 1024,
             send_timeout: Duration::from_secs(10),
+            init_timeout: Duration::from_secs(10),
+            keepalive: None,
         }
     }
 }
@@ -110,13 +117,15 @@ async fn upgrade(
         Ok(v) => v,
         Err(reason) => return forbidden(reason),
     };
-    let caller: Option<Caller> = match token_from_request(&params, &headers) {
+    let authn = match token_from_request(&params, &headers) {
         None => None,
-        Some(t) => match state.tokens.verify_authorization(&t) {
-            Ok(c) => Some(c),
+        Some(t) => match crate::auth::authenticate(&state.tokens, &t) {
+            Ok(a) => Some(a),
             Err(e) => return forbidden(e.to_string()),
         },
     };
+    let expires_at = authn.as_ref().and_then(|a| a.expires_at);
+    let caller: Option<Caller> = authn.map(|a| a.caller);
     let config = state.config.clone();
     ws.protocols(["phoenix"])
         .max_message_size(config.max_message_bytes)
@@ -126,6 +135,7 @@ async fn upgrade(
                 socket,
                 vsn,
                 config,
+                expires_at,
                 channel: Channel::new(state.schema.clone(), caller, state.config.max_subscriptions),
             };
             conn.run().await;
@@ -136,6 +146,8 @@ struct Connection {
     socket: WebSocket,
     vsn: Vsn,
     config: Arc<SocketConfig>,
+    /// When the caller's access token expires: the socket closes then.
+    expires_at: Option<Instant>,
     channel: Channel,
 }
 
@@ -238,8 +250,15 @@ impl Connection {
                     if let Err(e) = self.send_all(out).await { return e; }
                 }
                 Some((id, response)) = self.channel.subscriptions.next() => {
+                    let slow = ekko_api::errors::is_slow_subscriber(&response);
                     let push = Channel::data_push(&id, response);
                     if let Err(e) = self.send(&push).await { return e; }
+                    if slow {
+                        return Exit::Close(1008, "client too slow: a subscription's queue filled".into());
+                    }
+                }
+                _ = crate::auth::until(self.expires_at), if self.expires_at.is_some() => {
+                    return Exit::Close(crate::auth::TOKEN_EXPIRED_CODE, crate::auth::TOKEN_EXPIRED_REASON.into());
                 }
                 _ = idle => {
                     return Exit::Close(1001, format!("idle for {} s: send a heartbeat at least every 30 s", self.config.idle_timeout.as_secs()));
