@@ -577,24 +577,48 @@ fn random_json(rng: &mut XorShift) -> String {
         "accuracy",
     ] {
         if rng.below(3) != 0 {
-            coords.push(format!("\"{key}\":{}", scalar(rng)));
+            // Mostly well-typed values, so that the success path is exercised too.
+            let v = if rng.below(4) != 0 {
+                format!("{}", rng.below(90))
+            } else {
+                scalar(rng)
+            };
+            coords.push(format!("\"{key}\":{v}"));
         }
     }
     let mut loc = vec![format!("\"coords\":{{{}}}", coords.join(","))];
-    for key in ["timestamp", "odometer", "is_moving", "event"] {
+    for (key, plausible) in [
+        ("timestamp", "1700000000"),
+        ("odometer", "1234"),
+        ("is_moving", "true"),
+        ("event", "\"motionchange\""),
+    ] {
         if rng.below(2) == 0 {
-            loc.push(format!("\"{key}\":{}", scalar(rng)));
+            let v = if rng.below(4) != 0 {
+                plausible.to_owned()
+            } else {
+                scalar(rng)
+            };
+            loc.push(format!("\"{key}\":{v}"));
         }
     }
     if rng.below(2) == 0 {
+        let (level, charging) = if rng.below(4) != 0 {
+            ("0.5".to_owned(), "false".to_owned())
+        } else {
+            (scalar(rng), scalar(rng))
+        };
         loc.push(format!(
-            "\"battery\":{{\"level\":{},\"is_charging\":{}}}",
-            scalar(rng),
-            scalar(rng)
+            "\"battery\":{{\"level\":{level},\"is_charging\":{charging}}}"
         ));
     }
     if rng.below(2) == 0 {
-        loc.push(format!("\"activity\":{{\"type\":{}}}", scalar(rng)));
+        let kind = if rng.below(4) != 0 {
+            "\"still\"".to_owned()
+        } else {
+            scalar(rng)
+        };
+        loc.push(format!("\"activity\":{{\"type\":{kind}}}"));
     }
     let location = if rng.below(10) == 0 {
         scalar(rng)
@@ -696,6 +720,8 @@ fn random_queries_never_panic_decode_params() {
 
 #[test]
 fn random_json_reports_never_panic_decode_json() {
+    // Wrongly typed values are refused (never dropped), so fewer random bodies pass than
+    // random queries; one in twenty still exercises the success path well.
     let mut rng = XorShift(0xA076_1D64_78BD_642F);
     let mut accepted = 0;
     for _ in 0..ROUNDS {
@@ -706,7 +732,7 @@ fn random_json_reports_never_panic_decode_json() {
         }
     }
     assert!(
-        accepted > ROUNDS / 10,
+        accepted > ROUNDS / 20,
         "only {accepted} random JSON bodies were accepted"
     );
 }
@@ -733,4 +759,139 @@ fn an_extra_parameter_spelled_like_a_mapped_field_does_not_masquerade_as_it() {
     let report = ekko_gateway::osmand::decode_params(&params).unwrap();
     let names: Vec<&str> = report.fields.iter().map(|f| f.name.as_str()).collect();
     assert_eq!(names, vec!["GPS_SPEED", "OSMAND_GPS_SPEED"]);
+}
+
+fn q(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+#[test]
+fn a_repeated_id_is_refused_instead_of_picking_one_device() {
+    let e = ekko_gateway::osmand::decode_params(&q(&[
+        ("id", "359881234567899"),
+        ("id", "359881200000016"),
+        ("lat", "1"),
+        ("lon", "2"),
+    ]))
+    .unwrap_err();
+    assert!(e.detail.contains("'id' is repeated"), "{}", e.detail);
+    let e = ekko_gateway::osmand::decode_params(&q(&[("id", "1"), ("deviceid", "2")])).unwrap_err();
+    assert!(e.detail.contains("repeated"), "{}", e.detail);
+    let e = ekko_gateway::osmand::decode_params(&q(&[
+        ("id", "1"),
+        ("lat", "1"),
+        ("lat", "2"),
+        ("lon", "2"),
+    ]))
+    .unwrap_err();
+    assert!(e.detail.contains("'lat' is repeated"), "{}", e.detail);
+    let e =
+        ekko_gateway::osmand::decode_params(&q(&[("id", "1"), ("location", "1,2"), ("lat", "3")]))
+            .unwrap_err();
+    assert!(e.detail.contains("repeated"), "{}", e.detail);
+}
+
+#[test]
+fn parameter_names_are_case_insensitive_and_fields_stay_unique() {
+    let r = ekko_gateway::osmand::decode_params(&q(&[("ID", "1"), ("Speed", "7")])).unwrap();
+    assert_eq!(r.fields[0].name, "GPS_SPEED");
+    for pairs in [
+        vec![("id", "1"), ("foo", "1"), ("FOO", "2")],
+        vec![("id", "1"), ("Speed", "7"), ("SPEED", "8")],
+        vec![("id", "1"), ("gps_speed", "1"), ("GPS_SPEED", "5")],
+    ] {
+        let e = ekko_gateway::osmand::decode_params(&q(&pairs)).unwrap_err();
+        assert!(e.detail.contains("repeated"), "{pairs:?}: {}", e.detail);
+    }
+}
+
+#[test]
+fn implausible_values_are_refused_not_saturated() {
+    for (k, v) in [
+        ("speed", "1e300"),
+        ("altitude", "1e20"),
+        ("bearing", "361"),
+        ("batt", "250"),
+        ("sat", "1e9"),
+        ("odometer", "-5"),
+    ] {
+        let e = ekko_gateway::osmand::decode_params(&q(&[("id", "1"), (k, v)])).unwrap_err();
+        assert!(
+            e.detail.contains(&format!("'{k}'")),
+            "{k}={v}: {}",
+            e.detail
+        );
+    }
+}
+
+#[test]
+fn timestamps_outside_1970_to_9999_are_refused_and_seconds_up_to_year_5138_are_seconds() {
+    let ts = |v: &str| ekko_gateway::osmand::decode::parse_timestamp("timestamp", v);
+    assert!(
+        ts("1796322000000000")
+            .unwrap_err()
+            .detail
+            .contains("'timestamp'")
+    );
+    assert_eq!(
+        ts("99999999999").unwrap().to_rfc3339(),
+        "5138-11-16T09:46:39+00:00"
+    );
+    assert_eq!(
+        ts("1700000000123").unwrap().timestamp_millis(),
+        1_700_000_000_123
+    );
+    assert!(ts("1969-12-31T23:59:59Z").is_err());
+    assert!(ts("+10000-01-01T00:00:00Z").is_err());
+}
+
+#[test]
+fn control_characters_in_values_are_refused() {
+    let e = ekko_gateway::osmand::decode_params(&q(&[("id", "1"), ("note", "a\u{1b}[31mred")]))
+        .unwrap_err();
+    assert!(e.detail.contains("control"), "{}", e.detail);
+    let body = r#"{"device_id":"1","location":{"event":"x\u0000y"}}"#;
+    assert!(decode_json(body.as_bytes()).is_err());
+}
+
+#[test]
+fn json_numbers_sent_as_strings_are_read_and_wrong_types_are_named() {
+    let ok = decode_json(
+        br#"{"device_id":"1","location":{"coords":{"latitude":"48.8","longitude":"2.3"}}}"#,
+    )
+    .unwrap();
+    assert_eq!(ok.coordinates.map(|c| (c.lat, c.lng)), Some((48.8, 2.3)));
+    for (body, key) in [
+        (
+            r#"{"device_id":"1","location":{"coords":{"latitude":"x","longitude":2}}}"#,
+            "latitude",
+        ),
+        (
+            r#"{"device_id":"1","location":{"coords":{"speed":"fast"}}}"#,
+            "speed",
+        ),
+        (
+            r#"{"device_id":"1","location":{"coords":{"heading":[1]}}}"#,
+            "heading",
+        ),
+        (
+            r#"{"device_id":"1","location":{"is_moving":"maybe"}}"#,
+            "is_moving",
+        ),
+        (
+            r#"{"device_id":"1","location":{"battery":{"is_charging":7}}}"#,
+            "is_charging",
+        ),
+        (
+            r#"{"device_id":"1","location":{"odometer":"far"}}"#,
+            "odometer",
+        ),
+        (r#"{"device_id":"1","location":{"coords":5}}"#, "coords"),
+    ] {
+        let e = decode_json(body.as_bytes()).unwrap_err();
+        assert!(e.detail.contains(key), "{body}: {}", e.detail);
+    }
 }

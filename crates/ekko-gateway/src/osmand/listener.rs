@@ -39,6 +39,16 @@ fn report_from_request(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Report, Problem> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if content_type.starts_with("multipart/") {
+        return Err(Problem {
+            status: axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            detail: "multipart bodies are not an OsmAnd form: send a query string, a form body (application/x-www-form-urlencoded) or JSON".into(),
+        });
+    }
     if *method == Method::POST && is_json(headers, body) {
         return decode_json(body);
     }
