@@ -189,9 +189,15 @@ pub struct DemoArgs {
 
 #[derive(Args, Debug)]
 struct SimulateArgs {
-    /// Base URL of the OsmAnd listener.
+    /// The device protocol to report through.
+    #[arg(long, value_enum, default_value_t = SimulateProtocol::Osmand)]
+    protocol: SimulateProtocol,
+    /// Base URL of the OsmAnd listener (--protocol osmand).
     #[arg(long, default_value = "http://127.0.0.1:5055")]
     osmand_url: String,
+    /// Address of the Teltonika listener (--protocol teltonika: Codec 8 over TCP).
+    #[arg(long, default_value = DEFAULT_TELTONIKA_LISTEN)]
+    teltonika_addr: SocketAddr,
     /// IMEIs of registered devices to drive (repeat the flag, or separate with commas).
     #[arg(long, value_delimiter = ',', required = true)]
     imei: Vec<String>,
@@ -201,6 +207,12 @@ struct SimulateArgs {
     /// Stop after this many reports per vehicle (default: run until Ctrl-C).
     #[arg(long)]
     rounds: Option<u64>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum SimulateProtocol {
+    Osmand,
+    Teltonika,
 }
 
 fn interval(secs: f64) -> Result<Duration> {
@@ -336,6 +348,12 @@ async fn run(command: Command) -> Result<()> {
                 interval: interval(a.interval)?,
                 rounds: a.rounds,
                 progress: true,
+                protocol: match a.protocol {
+                    SimulateProtocol::Osmand => crate::simulator::Protocol::Osmand,
+                    SimulateProtocol::Teltonika => {
+                        crate::simulator::Protocol::Teltonika(a.teltonika_addr)
+                    }
+                },
             };
             let summary = crate::simulator::run(opts, rx).await?;
             println!("{summary}");

@@ -107,6 +107,7 @@ Press Ctrl-C to stop.
             interval,
             rounds: None,
             progress: false,
+            protocol: Default::default(),
         },
         stop_rx,
     ));

@@ -2,12 +2,25 @@
 //! device protocol (OsmAnd over HTTP), so that everything downstream sees genuine ingestion.
 //! Used by `ekko demo` and `ekko simulate`.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use ekko_core::Imei;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::watch;
+
+pub mod teltonika;
+
+/// The device protocol the simulated vehicles report through.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Protocol {
+    /// HTTP to `SimulateOptions::osmand_url`.
+    #[default]
+    Osmand,
+    /// Codec 8 over TCP to this Teltonika listener, one connection per vehicle.
+    Teltonika(SocketAddr),
+}
 
 /// A closed loop of waypoints (lat, lon) through a real city.
 pub struct Route {
@@ -204,6 +217,7 @@ pub struct SimulateOptions {
     /// Stop after this many rounds (one report per device per round); `None`: until stopped.
     pub rounds: Option<u64>,
     pub progress: bool,
+    pub protocol: Protocol,
 }
 
 /// Runs until `rounds` are done or `stop` turns true.
@@ -236,6 +250,7 @@ pub async fn run(opts: SimulateOptions, mut stop: watch::Receiver<bool>) -> Resu
     } else {
         None
     };
+    let mut links: Vec<teltonika::Link> = vehicles.iter().map(|_| Default::default()).collect();
     let started = Instant::now();
     let mut summary = Summary::default();
     let mut ticker = tokio::time::interval(opts.interval);
@@ -255,6 +270,36 @@ pub async fn run(opts: SimulateOptions, mut stop: watch::Receiver<bool>) -> Resu
             .max(opts.interval.as_secs_f64());
         last = Instant::now();
         let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
+        if let Protocol::Teltonika(addr) = opts.protocol {
+            let sends = vehicles.iter_mut().zip(links.iter_mut()).map(|(v, link)| {
+                let report = v.step(dt, now);
+                async move { link.send(addr, &report).await }
+            });
+            for outcome in futures::future::join_all(sends).await {
+                summary.sent += 1;
+                match outcome {
+                    teltonika::Outcome::Acked => summary.acked += 1,
+                    teltonika::Outcome::Refused => {
+                        summary.refused += 1;
+                        if summary.refused == 1 {
+                            tracing::warn!(
+                                "the server refused a device at the Teltonika handshake (is it registered?)"
+                            );
+                        }
+                    }
+                    teltonika::Outcome::Failed(e) => {
+                        summary.failed += 1;
+                        tracing::debug!(error = %e, "a Teltonika report was not acknowledged");
+                    }
+                }
+            }
+            round += 1;
+            if let Some(bar) = &bar {
+                bar.set_position(summary.sent);
+                bar.set_message(format!("({} acked)", summary.acked));
+            }
+            continue;
+        }
         let sends = vehicles.iter_mut().map(|v| {
             let report = v.step(dt, now);
             client.get(&opts.osmand_url).query(&report.params).send()

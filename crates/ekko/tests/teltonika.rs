@@ -181,3 +181,27 @@ async fn a_udp_packet_gets_the_teltonika_udp_ack_once_stored() {
             .is_err()
     );
 }
+
+#[tokio::test]
+async fn the_simulator_drives_vehicles_over_teltonika_and_every_report_is_acknowledged() {
+    use ekko::simulator::{Protocol, SimulateOptions, run};
+    let t = common::start().await;
+    let (_stop, stop) = tokio::sync::watch::channel(false);
+    let summary = run(
+        SimulateOptions {
+            osmand_url: String::new(),
+            devices: vec![Imei::parse(IMEI).unwrap()],
+            interval: Duration::from_millis(20),
+            rounds: Some(5),
+            progress: false,
+            protocol: Protocol::Teltonika(t.teltonika),
+        },
+        stop,
+    )
+    .await
+    .unwrap();
+    assert_eq!((summary.sent, summary.acked, summary.failed), (5, 5, 0));
+    let tracks = stored(&t).await;
+    assert_eq!(tracks.len(), 5);
+    assert!(tracks.iter().all(|t| t.coordinates.is_some()));
+}

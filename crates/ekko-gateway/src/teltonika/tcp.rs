@@ -115,7 +115,7 @@ async fn handshake(stream: &mut TcpStream, buf: &mut Vec<u8>, ekko: &Ekko) -> Re
             Ok(imei)
         }
         None => {
-            tracing::info!(imei = %imei, "Teltonika device refused: not registered");
+            tracing::debug!(imei = %imei, "Teltonika device refused: not registered");
             let _ = write(stream, &[0x00]).await;
             Err(format!("unknown device {imei}"))
         }
