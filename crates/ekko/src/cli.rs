@@ -107,6 +107,11 @@ struct ServeArgs {
     /// The public base URL of the API, used as the tokens' issuer (default: http://<listen>).
     #[arg(long, env = "EKKO_PUBLIC_URL")]
     public_url: Option<String>,
+    /// Refresh-token rotation: `immediate` (a refresh token works once; presenting it again
+    /// revokes its family) or `revoke-on-use` (Doorkeeper's mode: the previous refresh token
+    /// stays valid until its successor is used).
+    #[arg(long, env = "EKKO_REFRESH_ROTATION", default_value = "immediate", value_parser = ["immediate", "revoke-on-use"])]
+    refresh_rotation: String,
     /// graphql-transport-ws / graphql-ws: seconds to wait for `connection_init` (close 4408).
     #[arg(long, env = "EKKO_WS_INIT_TIMEOUT", default_value_t = 10)]
     ws_init_timeout: u64,
@@ -265,6 +270,11 @@ async fn run(command: Command) -> Result<()> {
                 },
                 connect: ekko_connect::ConnectConfig {
                     environment: a.data.environment.clone(),
+                    rotation: if a.refresh_rotation == "revoke-on-use" {
+                        ekko_core::oauth::RotationMode::RevokeOnUse
+                    } else {
+                        ekko_core::oauth::RotationMode::Immediate
+                    },
                     ..Default::default()
                 },
             };
