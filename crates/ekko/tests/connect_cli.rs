@@ -62,11 +62,15 @@ fn serve(data: &str, extra: &[&str], log: &str) -> Served {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
+    // Owned by `Served` at once, so that its Drop kills and reaps the process on every path.
+    let served = Served {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    };
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Served { child, base };
+            return served;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
