@@ -93,6 +93,36 @@ pub fn operation_kind(query: &str, operation_name: Option<&str>) -> Result<Opera
     })
 }
 
+/// Absinthe's rule for subscription documents, checked before executing: exactly one root
+/// field, selected directly. (Two root fields would multiplex two streams under one id; a
+/// fragment at the root is not supported by the executor and would end silently.)
+pub fn check_subscription_shape(query: &str, operation_name: Option<&str>) -> Result<(), String> {
+    use async_graphql::parser::types::{DocumentOperations, Selection};
+    let doc = async_graphql::parser::parse_query(query).map_err(|e| e.to_string())?;
+    let op = match (&doc.operations, operation_name) {
+        (DocumentOperations::Single(op), _) => op,
+        (DocumentOperations::Multiple(ops), Some(name)) => ops
+            .get(name)
+            .ok_or_else(|| format!("Unknown operation named \"{name}\"."))?,
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
+            ops.values().next().expect("one")
+        }
+        (DocumentOperations::Multiple(_), None) => {
+            return Err(
+                "Must provide operation name if query contains multiple operations.".into(),
+            );
+        }
+    };
+    let items = &op.node.selection_set.node.items;
+    if items.iter().any(|s| !matches!(s.node, Selection::Field(_))) {
+        return Err("select the subscription field directly: fragments at the root of a subscription are not supported".into());
+    }
+    if items.len() != 1 {
+        return Err("Only one field is permitted on the root object when subscribing".into());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,5 +153,21 @@ mod tests {
                 .contains("Unknown operation")
         );
         assert!(operation_kind("{", None).is_err());
+    }
+
+    #[test]
+    fn subscriptions_need_exactly_one_direct_root_field() {
+        assert!(check_subscription_shape("subscription { a }", None).is_ok());
+        let two = check_subscription_shape("subscription { a x: a }", None).unwrap_err();
+        assert!(two.contains("Only one field"), "{two}");
+        let spread = check_subscription_shape(
+            "subscription { ...F } fragment F on Subscription { a }",
+            None,
+        )
+        .unwrap_err();
+        assert!(spread.contains("fragments"), "{spread}");
+        assert!(
+            check_subscription_shape("subscription { ... on Subscription { a } }", None).is_err()
+        );
     }
 }

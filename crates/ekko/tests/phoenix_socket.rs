@@ -430,3 +430,31 @@ async fn osmand_refuses_unknown_devices_and_names_malformed_parameters() {
         .unwrap();
     assert_eq!(r.status(), 200, "POST form");
 }
+
+#[tokio::test]
+async fn a_subscription_with_two_root_fields_or_a_root_fragment_is_refused() {
+    let s = start().await;
+    let t = s.token().await;
+    let mut ws = v1_socket(&s, &t).await;
+    join_v1(&mut ws).await;
+    let docs = [
+        format!(
+            r#"subscription {{ deviceNotifications(deviceIds:["{IMEI}"]) {{ deviceId }} x: deviceNotifications(deviceIds:["{IMEI}"]) {{ deviceId }} }}"#
+        ),
+        format!(
+            r#"subscription {{ ...F }} fragment F on Subscription {{ deviceNotifications(deviceIds:["{IMEI}"]) {{ deviceId }} }}"#
+        ),
+    ];
+    for (i, query) in docs.iter().enumerate() {
+        let reference = 10 + i as i64;
+        send(&mut ws, json!({"topic": "__absinthe__:control", "event": "doc", "ref": reference, "payload": {"query": query}})).await;
+        let r = recv(&mut ws).await;
+        assert_eq!(r["payload"]["status"], "error", "{r}");
+        assert!(
+            r["payload"]["response"]["errors"][0]["message"]
+                .as_str()
+                .is_some(),
+            "{r}"
+        );
+    }
+}

@@ -16,7 +16,10 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use async_graphql::Response;
-use ekko_api::{EkkoSchema, OperationKind, RequestAuth, SubscriptionReady, operation_kind};
+use ekko_api::{
+    EkkoSchema, OperationKind, RequestAuth, SubscriptionReady, check_subscription_shape,
+    operation_kind,
+};
 use ekko_core::Caller;
 use futures::future::BoxFuture;
 use futures::stream::{self, BoxStream, FuturesUnordered};
@@ -201,6 +204,14 @@ impl Channel {
                 let response = self.schema.execute(request).await;
                 return vec![result_reply(&msg, join_ref, response)];
             }
+        }
+        if let Err(message) = check_subscription_shape(&query, operation_name.as_deref()) {
+            return vec![Message::reply_to(
+                &msg,
+                join_ref,
+                "error",
+                json!({ "errors": [{ "message": message }] }),
+            )];
         }
         if self.subscriptions.len() + self.pending_ids.len() >= self.max_subscriptions {
             let reason = format!(
