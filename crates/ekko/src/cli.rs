@@ -112,6 +112,12 @@ struct ServeArgs {
     /// stays valid until its successor is used).
     #[arg(long, env = "EKKO_REFRESH_ROTATION", default_value = "immediate", value_parser = ["immediate", "revoke-on-use"])]
     refresh_rotation: String,
+    /// Password attempts (token endpoint and sign-in page) allowed per IP address per minute.
+    #[arg(long, env = "EKKO_SIGNIN_LIMIT_PER_IP", default_value_t = 600)]
+    signin_limit_per_ip: u32,
+    /// Password attempts allowed per account per minute.
+    #[arg(long, env = "EKKO_SIGNIN_LIMIT_PER_ACCOUNT", default_value_t = 120)]
+    signin_limit_per_account: u32,
     /// graphql-transport-ws / graphql-ws: seconds to wait for `connection_init` (close 4408).
     #[arg(long, env = "EKKO_WS_INIT_TIMEOUT", default_value_t = 10)]
     ws_init_timeout: u64,
@@ -275,7 +281,11 @@ async fn run(command: Command) -> Result<()> {
                     } else {
                         ekko_core::oauth::RotationMode::Immediate
                     },
-                    ..Default::default()
+                    limits: ekko_connect::limits::LimitConfig {
+                        per_ip: a.signin_limit_per_ip,
+                        per_account: a.signin_limit_per_account,
+                        ..Default::default()
+                    },
                 },
             };
             server::serve_until(opts, server::shutdown_signal()).await
