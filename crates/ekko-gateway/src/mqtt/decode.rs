@@ -92,7 +92,9 @@ fn record(imei: &Imei, o: &Map<String, Value>, now: Timestamp) -> Result<TrackRe
         (Some(lat), Some(lng)) => Some(Coordinates::new(lat, lng).map_err(|e| e.to_string())?),
         (None, None) => None,
         _ => {
-            return Err("lat and lng come together (or neither, for a record without a fix)".into());
+            return Err(
+                "lat and lng come together (or neither, for a record without a fix)".into(),
+            );
         }
     };
     let fields = match o.get("fields") {
@@ -204,6 +206,21 @@ mod tests {
         assert_eq!(r[0].recorded_at.timestamp_millis(), 1_714_564_790_000);
         assert_eq!(r[0].coordinates, None);
         assert_eq!(r[1].recorded_at, now);
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic_the_decoder() {
+        let body = br#"[{"recorded_at": "2024-05-01T12:00:00.123Z", "lat": 48.8, "lng": 2.2,
+            "fields": {"GPS_SPEED": 21600, "DIO_IGNITION": true, "X": "A", "Y": 1.5e308}}]"#;
+        let now = ekko_core::time::now_ms();
+        for cut in 0..body.len() {
+            let _ = decode_payload(&imei(), &body[..cut], now);
+        }
+        let mut b = body.to_vec();
+        for i in 0..b.len() {
+            b[i] = b[i].wrapping_mul(31).wrapping_add(7);
+            let _ = decode_payload(&imei(), &b, now);
+        }
     }
 
     #[test]

@@ -112,3 +112,37 @@ impl SqliteStore {
         rows.iter().map(pending_from_row).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ekko_core::time::from_unix_ms;
+
+    #[tokio::test]
+    async fn pending_devices_count_attempts_and_stop_growing_at_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(dir.path()).await.unwrap();
+        let a = Imei::parse("490154203237518").unwrap();
+        let b = Imei::parse("359881234567899").unwrap();
+        let t = |ms| from_unix_ms(ms).unwrap();
+        s.record_pending_row(&a, "osmand", t(1_000), 1)
+            .await
+            .unwrap();
+        s.record_pending_row(&a, "osmand", t(2_000), 1)
+            .await
+            .unwrap();
+        // The cap (1 row) is reached: a new IMEI is not added, a known one is still counted.
+        s.record_pending_row(&b, "osmand", t(3_000), 1)
+            .await
+            .unwrap();
+        s.record_pending_row(&a, "osmand", t(4_000), 1)
+            .await
+            .unwrap();
+        let rows = s.pending_rows().await.unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].imei, a);
+        assert_eq!(rows[0].attempts, 3);
+        assert_eq!(rows[0].first_seen, t(1_000));
+        assert_eq!(rows[0].last_seen, t(4_000));
+    }
+}
