@@ -19,10 +19,35 @@ pub struct SigningKey {
     pub kid: String,
     pub encoding: EncodingKey,
     pub decoding: DecodingKey,
+    /// The parsed private key: parsed once here, not on every signature.
+    pair: KeyPair,
     /// base64url modulus and exponent, for the JWKS.
     n: String,
     e: String,
     created: std::time::SystemTime,
+}
+
+impl SigningKey {
+    /// Signs `claims` (a serializable value) as an RS256 JWT with this key's `kid`.
+    pub fn sign_jwt<T: serde::Serialize>(&self, claims: &T) -> Result<String, String> {
+        let header = serde_json::json!({"alg": "RS256", "typ": "JWT", "kid": self.kid});
+        let payload = serde_json::to_vec(claims).map_err(|e| e.to_string())?;
+        let mut msg = URL_SAFE_NO_PAD.encode(header.to_string());
+        msg.push('.');
+        msg.push_str(&URL_SAFE_NO_PAD.encode(payload));
+        let mut sig = vec![0u8; self.pair.public_modulus_len()];
+        self.pair
+            .sign(
+                &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+                &aws_lc_rs::rand::SystemRandom::new(),
+                msg.as_bytes(),
+                &mut sig,
+            )
+            .map_err(|e| format!("RSA signing failed: {e}"))?;
+        msg.push('.');
+        msg.push_str(&URL_SAFE_NO_PAD.encode(sig));
+        Ok(msg)
+    }
 }
 
 pub struct SigningKeys {
@@ -80,6 +105,7 @@ fn load_key(path: &Path) -> Result<SigningKey, String> {
         kid,
         encoding,
         decoding,
+        pair,
         n,
         e,
         created,

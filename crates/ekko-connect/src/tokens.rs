@@ -16,7 +16,7 @@ use ekko_core::oauth::{
 };
 use ekko_core::time::{from_unix_ms, now_ms};
 use ekko_core::{AccountId, Caller, DomainError, Ekko};
-use jsonwebtoken::{Algorithm, Header, Validation};
+use jsonwebtoken::{Algorithm, Validation};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -272,11 +272,7 @@ impl TokenService {
     }
 
     fn sign<T: Serialize>(&self, claims: &T) -> Result<String, OAuthError> {
-        let key = self.keys.current();
-        let mut header = Header::new(Algorithm::RS256);
-        header.typ = Some("JWT".into());
-        header.kid = Some(key.kid.clone());
-        jsonwebtoken::encode(&header, claims, &key.encoding).map_err(|e| {
+        self.keys.current().sign_jwt(claims).map_err(|e| {
             tracing::error!(error = %e, "signing a token failed");
             OAuthError::server_error("could not sign the token")
         })
