@@ -14,5 +14,6 @@
 pub mod cloudconnect;
 pub mod mqtt;
 pub mod osmand;
+pub mod presence;
 pub mod problem;
 pub mod teltonika;

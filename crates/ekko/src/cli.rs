@@ -125,6 +125,10 @@ struct ServeArgs {
     /// seconds. Off by default; never on the Phoenix socket.
     #[arg(long, env = "EKKO_WS_KEEPALIVE")]
     ws_keepalive: Option<u64>,
+    /// Seconds of silence after which an OsmAnd device is reported disconnected (Presence
+    /// `disconnect`, reason `timeout`).
+    #[arg(long, env = "EKKO_PRESENCE_TIMEOUT", default_value_t = 300)]
+    presence_timeout: u64,
 }
 
 #[derive(Subcommand, Debug)]
@@ -274,6 +278,7 @@ async fn run(command: Command) -> Result<()> {
                     keepalive: a.ws_keepalive.map(std::time::Duration::from_secs),
                     ..Default::default()
                 },
+                presence_timeout: std::time::Duration::from_secs(a.presence_timeout),
                 connect: ekko_connect::ConnectConfig {
                     environment: a.data.environment.clone(),
                     rotation: if a.refresh_rotation == "revoke-on-use" {

@@ -64,6 +64,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         mqtt_url: None,
         public_url: None,
         socket: Default::default(),
+        presence_timeout: ekko_gateway::presence::DEFAULT_PRESENCE_TIMEOUT,
         connect: Default::default(),
     };
     let running = server::start(opts).await?;

@@ -39,6 +39,8 @@ pub struct ServeOptions {
     /// The `iss` of issued tokens; defaults to `http://<listen>`.
     pub public_url: Option<String>,
     pub socket: SocketConfig,
+    /// Silence after which an OsmAnd device is reported disconnected (presence `timeout`).
+    pub presence_timeout: Duration,
     /// Connect: environment name, refresh rotation mode, rate limits.
     pub connect: ekko_connect::ConnectConfig,
 }
@@ -179,7 +181,14 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer> {
         .merge(ekko_socket::phoenix::router(socket_state))
         .merge(ekko_gateway::cloudconnect::router(ekko.clone()))
         .layer(CatchPanicLayer::new());
-    let gateway = ekko_gateway::osmand::router(ekko.clone()).layer(CatchPanicLayer::new());
+    let presence = ekko_gateway::presence::PresenceTracker::new(
+        ekko.clone(),
+        "osmand",
+        opts.presence_timeout,
+    );
+    let gateway = ekko_gateway::osmand::router(ekko.clone())
+        .layer(axum::Extension(presence.clone()))
+        .layer(CatchPanicLayer::new());
 
     let (shutdown, rx) = watch::channel(false);
     let signal = |mut rx: watch::Receiver<bool>| async move {
@@ -223,6 +232,7 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer> {
         }
         None => None,
     };
+    let t_presence = tokio::spawn(presence.run(signal(rx.clone())));
     let t2 = tokio::spawn(async move {
         if let Err(e) = axum::serve(osmand, gateway)
             .with_graceful_shutdown(signal(rx))
@@ -239,7 +249,7 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer> {
         osmand_addr,
         teltonika_addr,
         shutdown,
-        tasks: vec![t_teltonika_tcp, t_teltonika_udp, t1, t2]
+        tasks: vec![t_teltonika_tcp, t_teltonika_udp, t1, t2, t_presence]
             .into_iter()
             .chain(t_mqtt)
             .collect(),

@@ -76,6 +76,8 @@ async fn mutate(s: &TestServer, query: &str) -> Value {
     body
 }
 
+/// Produces, in order: Presence `connect` and a Track (the first OsmAnd record), a Message
+/// and a Poke (the owner's mutations).
 async fn produce_track_message_and_poke(s: &TestServer) {
     assert_eq!(s.push_position(IMEI, 48.85837, 2.294481).await, 200);
     mutate(
@@ -117,12 +119,15 @@ async fn graphql_transport_ws_delivers_every_notification_kind() {
     // The subscription is registered once the server has it; give it a moment, then produce.
     tokio::time::sleep(Duration::from_millis(200)).await;
     produce_track_message_and_poke(&s).await;
-    let got = typenames(&mut ws, "a1", "next", 3).await;
+    let got = typenames(&mut ws, "a1", "next", 4).await;
     let kinds: Vec<&str> = got
         .iter()
         .map(|n| n["__typename"].as_str().unwrap())
         .collect();
-    assert!(kinds.contains(&"Track"), "{got:?}");
+    // The first record after a silence is preceded by a `connect` presence event.
+    assert_eq!(kinds, ["Presence", "Track", "Message", "Poke"], "{got:?}");
+    assert_eq!(got[0]["type"], "connect");
+    assert_eq!(got[0]["protocol"], "osmand");
     let msg = got.iter().find(|n| n["__typename"] == "Message").unwrap();
     assert_eq!(msg["channel"], "com.example.chat");
     assert_eq!(msg["b64_payload"], "aGVsbG8=");
@@ -147,8 +152,12 @@ async fn legacy_graphql_ws_delivers_data_and_stop_completes() {
     .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     produce_track_message_and_poke(&s).await;
-    let got = typenames(&mut ws, "1", "data", 3).await;
-    assert_eq!(got.len(), 3);
+    let got = typenames(&mut ws, "1", "data", 4).await;
+    let kinds: Vec<&str> = got
+        .iter()
+        .map(|n| n["__typename"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["Presence", "Track", "Message", "Poke"], "{got:?}");
     send(&mut ws, json!({"id": "1", "type": "stop"})).await;
     assert_eq!(recv(&mut ws).await, json!({"type": "complete", "id": "1"}));
     send(&mut ws, json!({"type": "connection_terminate"})).await;
@@ -424,7 +433,7 @@ async fn sse_subscription_streams_every_notification_kind() {
     assert_eq!(resp.status(), 200);
     // Response headers arrive once the subscription is registered.
     produce_track_message_and_poke(&s).await;
-    let events = sse_events(resp, 3).await;
+    let events = sse_events(resp, 4).await;
     let kinds: Vec<&str> = events
         .iter()
         .map(|(e, d)| {
@@ -434,10 +443,7 @@ async fn sse_subscription_streams_every_notification_kind() {
                 .unwrap()
         })
         .collect();
-    assert_eq!(kinds.len(), 3);
-    for k in ["Track", "Message", "Poke"] {
-        assert!(kinds.contains(&k), "{kinds:?}");
-    }
+    assert_eq!(kinds, ["Presence", "Track", "Message", "Poke"]);
 }
 
 #[tokio::test]

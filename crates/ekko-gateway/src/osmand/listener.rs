@@ -4,15 +4,18 @@
 //! is stored; 400 names what is wrong (the device should not resend it); 503 means storage is
 //! unavailable (the device keeps the record and retries).
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Extension, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use ekko_core::track::TrackRecord;
 use ekko_core::{DomainError, Ekko, Imei};
 
 use super::decode::{Report, decode_json, decode_params};
+use crate::presence::PresenceTracker;
 use crate::problem::Problem;
 
 /// Largest request body accepted (a Traccar Client JSON report is well under 2 KiB).
@@ -65,6 +68,7 @@ fn report_from_request(
 
 async fn handle(
     State(ekko): State<Ekko>,
+    presence: Option<Extension<Arc<PresenceTracker>>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -77,7 +81,8 @@ async fn handle(
         )
             .into_response();
     }
-    match ingest(&ekko, &method, &uri, &headers, &body).await {
+    let presence = presence.as_ref().map(|p| p.0.as_ref());
+    match ingest(&ekko, presence, &method, &uri, &headers, &body).await {
         Ok(()) => StatusCode::OK.into_response(),
         Err(p) => {
             tracing::debug!(status = %p.status, detail = %p.detail, "refused an OsmAnd report");
@@ -88,6 +93,7 @@ async fn handle(
 
 async fn ingest(
     ekko: &Ekko,
+    presence: Option<&PresenceTracker>,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
@@ -106,6 +112,10 @@ async fn ingest(
         coordinates: report.coordinates,
         fields: report.fields,
     };
+    if let Some(p) = presence {
+        // The first record after a silence is preceded by a `connect` presence event.
+        p.heard(&imei).await;
+    }
     match ekko.ingest_track(record).await {
         Ok(_) => Ok(()),
         Err(e @ DomainError::NotFound(_)) => {

@@ -71,6 +71,7 @@ pub async fn start_configured(configure: impl FnOnce(&mut ServeOptions)) -> Test
         mqtt_url: None,
         public_url: None,
         socket: SocketConfig::default(),
+        presence_timeout: ekko_gateway::presence::DEFAULT_PRESENCE_TIMEOUT,
         connect: Default::default(),
     };
     configure(&mut opts);
