@@ -2,6 +2,7 @@
 //! message is decoded, stored through [`Ekko::ingest_track`], and only then acknowledged
 //! (PUBACK). Messages are handled one at a time, so each device's order is kept.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use ekko_core::{DomainError, Ekko};
@@ -115,7 +116,7 @@ async fn handle(ekko: &Ekko, p: &Publish) -> Verdict {
 /// Runs the bridge until `shutdown` turns true, reconnecting after failures.
 pub async fn run(ekko: Ekko, config: BrokerConfig, mut shutdown: watch::Receiver<bool>) {
     loop {
-        let (client, eventloop) = AsyncClient::new(config.options(), 64);
+        let (client, eventloop) = AsyncClient::new(config.options(), 1024);
         let again = tokio::select! {
             again = session(&ekko, &config, &client, eventloop) => again,
             _ = shutdown.wait_for(|stop| *stop) => false,
@@ -132,13 +133,24 @@ pub async fn run(ekko: Ekko, config: BrokerConfig, mut shutdown: watch::Receiver
 }
 
 /// One connection's life. Returns `true` to reconnect.
+///
+/// PUBACKs go through the client's request queue, which the event loop drains only between
+/// incoming packets; so acks that do not fit yet wait here, in order, instead of blocking the
+/// loop that would drain them (a deadlock) or being dropped.
 async fn session(
     ekko: &Ekko,
     config: &BrokerConfig,
     client: &AsyncClient,
     mut eventloop: EventLoop,
 ) -> bool {
+    let mut unsent: VecDeque<Publish> = VecDeque::new();
     loop {
+        while let Some(p) = unsent.front() {
+            if client.try_ack(p).is_err() {
+                break;
+            }
+            unsent.pop_front();
+        }
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 tracing::info!(host = %config.host, port = config.port, "MQTT bridge connected; subscribing to {TOPIC_FILTER}");
@@ -148,12 +160,7 @@ async fn session(
                 }
             }
             Ok(Event::Incoming(Packet::Publish(p))) => match handle(ekko, &p).await {
-                Verdict::Ack => {
-                    if let Err(e) = client.try_ack(&p) {
-                        tracing::error!(error = %e, "MQTT: cannot acknowledge");
-                        return true;
-                    }
-                }
+                Verdict::Ack => unsent.push_back(p),
                 Verdict::Retry => return true,
             },
             Ok(_) => {}
