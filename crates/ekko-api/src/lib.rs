@@ -9,6 +9,8 @@
 
 pub mod errors;
 pub mod http;
+pub mod kinds;
+pub mod order;
 pub mod schema;
 
 use std::sync::Mutex;
@@ -31,6 +33,7 @@ pub fn build_schema(ekko: Ekko) -> EkkoSchema {
         .data(ekko)
         .limit_depth(MAX_QUERY_DEPTH)
         .limit_complexity(MAX_QUERY_COMPLEXITY)
+        .extension(order::QueryOrderFactory)
         .finish()
 }
 

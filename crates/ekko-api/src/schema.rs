@@ -362,6 +362,7 @@ impl Subscription {
         #[graphql(name = "deviceIds")] device_ids: Vec<ID>,
     ) -> Result<impl Stream<Item = Result<DeviceNotificationObject>> + use<>> {
         let ids: Vec<String> = device_ids.into_iter().map(|i| i.0).collect();
+        let kinds = crate::kinds::KindFilter::from_context(ctx);
         let stream = ekko(ctx)
             .subscribe_devices(caller(ctx), &ids)
             .await
@@ -369,6 +370,7 @@ impl Subscription {
         if let Some(ready) = ctx.data_opt::<SubscriptionReady>() {
             ready.fire();
         }
+        let stream = stream.filter(move |item| std::future::ready(kinds.accepts(item)));
         Ok(stream.map(|item| match item {
             BusItem::Notification(n) => Ok(DeviceNotificationObject::from(n.as_ref())),
             BusItem::Overflowed => Err(crate::errors::slow_subscriber()),

@@ -194,3 +194,27 @@ async fn introspection_has_the_fields_gql_asks_for() {
         );
     }
 }
+
+#[tokio::test]
+async fn response_fields_come_in_query_order() {
+    let s = start().await;
+    let t = s.token().await;
+    let aliases: Vec<String> = (0..12)
+        .map(|i| format!("a{i}: account {{ email b: full_name a: id }}"))
+        .collect();
+    let q = format!(
+        "{{ {} ... on Query {{ z: account {{ email }} }} }}",
+        aliases.join(" ")
+    );
+    for _ in 0..20 {
+        let (_, body) = s.graphql(Some(&t), &q, json!({})).await;
+        let data = body["data"].as_object().unwrap();
+        let mut expected: Vec<String> = (0..12).map(|i| format!("a{i}")).collect();
+        expected.push("z".into());
+        assert_eq!(data.keys().cloned().collect::<Vec<_>>(), expected);
+        assert_eq!(
+            data["a0"].as_object().unwrap().keys().collect::<Vec<_>>(),
+            vec!["email", "b", "a"]
+        );
+    }
+}

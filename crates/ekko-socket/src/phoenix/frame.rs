@@ -228,7 +228,7 @@ mod tests {
         let reply = Message::reply_to(&gql, Value::Null, "ok", json!({}));
         assert_eq!(
             encode(Vsn::V1, &reply),
-            r#"{"event":"phx_reply","payload":{"response":{},"status":"ok"},"ref":7,"topic":"phoenix"}"#
+            r#"{"topic":"phoenix","event":"phx_reply","payload":{"status":"ok","response":{}},"ref":7}"#
         );
     }
 
@@ -251,7 +251,7 @@ mod tests {
         let reply = Message::reply_to(&m, m.join_ref.clone(), "ok", json!({}));
         assert_eq!(
             encode(Vsn::V2, &reply),
-            r#"["3","3","__absinthe__:control","phx_reply",{"response":{},"status":"ok"}]"#
+            r#"["3","3","__absinthe__:control","phx_reply",{"status":"ok","response":{}}]"#
         );
         let hb = decode(Vsn::V2, r#"[null,"8","phoenix","heartbeat",{}]"#).unwrap();
         assert_eq!(hb.join_ref, Value::Null);
