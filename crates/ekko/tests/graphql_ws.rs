@@ -464,3 +464,62 @@ async fn sse_reports_a_forbidden_subscription_as_a_next_event() {
     assert_eq!(events[0].1["errors"][0]["extensions"]["code"], "FORBIDDEN");
     assert_eq!(events[1].0, "complete");
 }
+
+#[tokio::test]
+async fn a_client_that_never_reads_is_closed_with_1008_and_others_keep_receiving() {
+    let s = start_with(SocketConfig {
+        send_timeout: Duration::from_millis(300),
+        ..SocketConfig::default()
+    })
+    .await;
+    let pokes = r#"subscription($ids: [ID!]!) { deviceNotifications(deviceIds: $ids) { ... on Poke { id b64_payload } } }"#;
+    const N: usize = 60;
+    let mut slow = acked(&s, "graphql-transport-ws").await;
+    let mut fast = acked(&s, "graphql-transport-ws").await;
+    for ws in [&mut slow, &mut fast] {
+        send(
+            ws,
+            json!({"id": "p", "type": "subscribe", "payload": {"query": pokes, "variables": {"ids": [IMEI]}}}),
+        )
+        .await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The healthy client reads all along.
+    let reader = tokio::spawn(async move {
+        for _ in 0..N {
+            let m = recv_within(&mut fast, Duration::from_secs(20))
+                .await
+                .expect("a result");
+            assert_eq!(m["type"], "next", "{m}");
+        }
+    });
+    // 200 KiB payloads fill the socket buffers of a client that does not read within a few
+    // dozen messages; the server gives up on it after the send timeout instead of buffering.
+    use base64::Engine;
+    let payload = base64::engine::general_purpose::STANDARD.encode(vec![7u8; 200 * 1024]);
+    let token = s.token().await;
+    for _ in 0..N {
+        let (status, body) = s
+            .graphql(
+                Some(&token),
+                &format!(r#"mutation {{ poke_send(deviceId: "{IMEI}", namespace: "n", b64_payload: "{payload}") {{ id }} }}"#),
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    reader.await.unwrap();
+    // The slow client finally reads: some results, then the end of the connection (its close
+    // frame, 1008, when it still fitted in the socket buffers).
+    let mut got = 0;
+    while let Some(m) = recv_within(&mut slow, Duration::from_secs(10)).await {
+        if m["type"] == "next" {
+            got += 1;
+            continue;
+        }
+        assert_eq!(m["closed"][0], 1008, "{m}");
+        assert!(m["closed"][1].as_str().unwrap().contains("too slow"));
+        break;
+    }
+    assert!(got < N, "the slow client got everything ({got})");
+}
