@@ -189,9 +189,9 @@ mod tests {
         assert_eq!(
             r[0].fields,
             vec![
+                Field::new("GPS_SPEED", FieldValue::Int(21600)),
                 Field::new("DIO_IGNITION", FieldValue::Bool(true)),
                 Field::new("GPRMC_VALID", FieldValue::Text("A".into())),
-                Field::new("GPS_SPEED", FieldValue::Int(21600)),
                 Field::new("X_TEMP", FieldValue::Float(21.5)),
             ]
         );

@@ -365,11 +365,11 @@ mod tests {
         };
         assert_eq!(
             encode(T, &next),
-            r#"{"id":"1","payload":{"data":{"a":1}},"type":"next"}"#
+            r#"{"type":"next","id":"1","payload":{"data":{"a":1}}}"#
         );
         assert_eq!(
             encode(L, &next),
-            r#"{"id":"1","payload":{"data":{"a":1}},"type":"data"}"#
+            r#"{"type":"data","id":"1","payload":{"data":{"a":1}}}"#
         );
         assert_eq!(encode(T, &ServerMessage::KeepAlive), r#"{"type":"ping"}"#);
         assert_eq!(encode(L, &ServerMessage::KeepAlive), r#"{"type":"ka"}"#);
