@@ -61,10 +61,15 @@ fn error_body(message: &str, code: &str) -> serde_json::Value {
 /// 401 for a bad token, per RFC 6750 §3.
 pub fn invalid_token_response(e: &AuthError) -> Response {
     let msg = e.to_string();
-    let challenge = format!(
-        "Bearer error=\"invalid_token\", error_description=\"{}\"",
-        msg.replace('"', "'")
-    );
+    // RFC 6750 §3: error_description is printable ASCII without '"' or '\\'. The message can
+    // quote attacker-chosen text (a header's `alg`), so it is filtered and bounded here.
+    let description: String = msg
+        .chars()
+        .map(|c| if c == '"' || c == '\\' { '\'' } else { c })
+        .filter(|c| (' '..='~').contains(c))
+        .take(200)
+        .collect();
+    let challenge = format!("Bearer error=\"invalid_token\", error_description=\"{description}\"");
     let mut r = (
         StatusCode::UNAUTHORIZED,
         axum::Json(error_body(&msg, "UNAUTHENTICATED")),
@@ -165,6 +170,18 @@ async fn graphql_post(State(state): State<ApiState>, req: Request) -> Response {
             );
         }
     };
+    // GraphQL-over-HTTP: the body is an object with a string `query`. Anything else (an array,
+    // a bare string, `{}`) is a malformed request, not a document to parse.
+    let shape_ok = matches!(
+        serde_json::from_slice::<serde_json::Value>(&body),
+        Ok(serde_json::Value::Object(ref o)) if o.get("query").is_some_and(serde_json::Value::is_string)
+    );
+    if !shape_ok {
+        return bad_request(
+            StatusCode::BAD_REQUEST,
+            "the body must be a JSON object with a string \"query\" (and optional \"variables\", \"operationName\")",
+        );
+    }
     let request: async_graphql::Request = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {

@@ -24,7 +24,17 @@ pub const MAX_EMAIL_CHARS: usize = 254;
 
 /// Normalizes and checks an email address. Emails compare case-insensitively.
 pub fn normalize_email(email: &str) -> Result<String, DomainError> {
-    let e = email.trim().to_lowercase();
+    // NFC first, so that visually identical addresses (composed or decomposed accents) are one
+    // account; then lower-case, since emails compare case-insensitively here.
+    let e = unicode_normalization::UnicodeNormalization::nfc(email.trim())
+        .collect::<String>()
+        .to_lowercase();
+    if e.chars().any(char::is_control) {
+        return Err(DomainError::invalid(
+            "email",
+            "an email address must not contain control characters",
+        ));
+    }
     let bad = || {
         DomainError::invalid(
             "email",
@@ -79,9 +89,25 @@ mod tests {
             normalize_email(" John.Doe@Example.COM ").unwrap(),
             "john.doe@example.com"
         );
-        for bad in ["", "no-at", "@x.com", "a@", "a b@c.d", "a@b@c"] {
+        for bad in [
+            "",
+            "no-at",
+            "@x.com",
+            "a@",
+            "a b@c.d",
+            "a@b@c",
+            "ctl\u{1b}[31m@x.com",
+        ] {
             assert!(normalize_email(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn composed_and_decomposed_accents_are_one_address() {
+        assert_eq!(
+            normalize_email("u\u{0308}n@exa\u{0308}mple.com").unwrap(),
+            normalize_email("ün@exämple.com").unwrap()
+        );
     }
 
     #[test]

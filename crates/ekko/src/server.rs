@@ -79,6 +79,8 @@ pub struct RunningServer {
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     store: SqliteStore,
+    /// Held (locked) while serving: one `serve` per data directory.
+    _lock: std::fs::File,
 }
 
 impl RunningServer {
@@ -119,6 +121,24 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer> {
     jsonwebtoken::crypto::CryptoProvider::try_get_default().context(
         "the JWT crypto provider is not configured (build with exactly one jsonwebtoken backend)",
     )?;
+    if let Some(url) = &opts.public_url {
+        anyhow::ensure!(
+            (url.starts_with("http://") || url.starts_with("https://"))
+                && url.len() > 8
+                && !url.contains(char::is_whitespace),
+            "--public-url must be an http:// or https:// URL, got '{url}'"
+        );
+    }
+    ensure_data_dir(&opts.data_dir)?;
+    let lock_path = opts.data_dir.join("serve.lock");
+    let lock = std::fs::File::create(&lock_path)
+        .with_context(|| format!("creating {}", lock_path.display()))?;
+    lock.try_lock().map_err(|_| {
+        anyhow::anyhow!(
+            "another `ekko serve` is already running on the data directory {}",
+            opts.data_dir.display()
+        )
+    })?;
     let (ekko, store) = open_domain(&opts.data_dir).await?;
     let keys = SigningKeys::load_or_create(&opts.data_dir)
         .map_err(anyhow::Error::msg)
@@ -181,11 +201,8 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer> {
         .merge(ekko_socket::phoenix::router(socket_state))
         .merge(ekko_gateway::cloudconnect::router(ekko.clone()))
         .layer(CatchPanicLayer::new());
-    let presence = ekko_gateway::presence::PresenceTracker::new(
-        ekko.clone(),
-        "osmand",
-        opts.presence_timeout,
-    );
+    let presence =
+        ekko_gateway::presence::PresenceTracker::new(ekko.clone(), "osmand", opts.presence_timeout);
     let gateway = ekko_gateway::osmand::router(ekko.clone())
         .layer(axum::Extension(presence.clone()))
         .layer(CatchPanicLayer::new());
@@ -254,6 +271,7 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer> {
             .chain(t_mqtt)
             .collect(),
         store,
+        _lock: lock,
     })
 }
 

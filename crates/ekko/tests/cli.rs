@@ -189,6 +189,24 @@ fn admin_commands_work_while_serve_runs_and_serve_stops_on_sigterm() {
         assert!(Instant::now() < deadline, "server did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
+    // A second `serve` on the same data directory is refused clearly.
+    let second = ekko(&[
+        "serve",
+        "--data-dir",
+        d,
+        "--listen",
+        "127.0.0.1:0",
+        "--osmand-listen",
+        "127.0.0.1:0",
+        "--teltonika-listen",
+        "127.0.0.1:0",
+    ]);
+    assert!(!second.status.success());
+    assert!(
+        stderr(&second).contains("already running"),
+        "{}",
+        stderr(&second)
+    );
     let out = ekko(&[
         "account",
         "create",

@@ -274,10 +274,7 @@ impl Store for SqliteStore {
         self.insert_poke_row(p, received_at).await
     }
 
-    async fn insert_integration(
-        &self,
-        i: &ekko_core::integration::Integration,
-    ) -> StoreResult<()> {
+    async fn insert_integration(&self, i: &ekko_core::integration::Integration) -> StoreResult<()> {
         self.insert_integration_row(i).await
     }
 
