@@ -575,6 +575,10 @@ impl TokenService {
         refresh_token: &str,
         scope: Option<&str>,
     ) -> Result<TokenResponse, OAuthError> {
+        // Validate the requested scope before spending the token: a typo must not log the user out.
+        if let Some(req) = scope.map(str::trim).filter(|s| !s.is_empty()) {
+            normalize_scope(Some(req))?;
+        }
         let next = random_token();
         let outcome = self
             .registry
@@ -595,7 +599,12 @@ impl TokenService {
                     "a spent refresh token was presented again; its token family is revoked"
                 );
                 return Err(OAuthError::invalid_grant(
-                    "the refresh token was already used or revoked; sign in again (for safety, tokens issued from it are revoked too)",
+                    "the refresh token was already used or revoked; sign in again (for safety, every refresh token of this sign-in is revoked too)",
+                ));
+            }
+            RefreshOutcome::RecentlyRotated => {
+                return Err(OAuthError::invalid_grant(
+                    "the refresh token was just rotated by another request; use the refresh_token from that response",
                 ));
             }
             RefreshOutcome::WrongClient => {

@@ -97,6 +97,9 @@ pub enum RefreshOutcome {
     },
     /// Spent or revoked: the family is revoked now.
     Reused,
+    /// The token was spent moments ago by a concurrent rotation (a retried or duplicated
+    /// request): refused, but its family is left alone so the winner's new token keeps working.
+    RecentlyRotated,
     /// The token belongs to another client (nothing changed).
     WrongClient,
     Unknown,

@@ -63,7 +63,12 @@ fn refresh_from_row(r: &SqliteRow) -> StoreResult<RefreshGrant> {
     })
 }
 
+/// How recently a refresh token may have been spent for a second presentation to count as a
+/// concurrent duplicate rather than a replay.
+const CONCURRENT_ROTATION_GRACE_MS: i64 = 10_000;
+
 #[async_trait]
+
 impl OAuthStore for SqliteStore {
     async fn insert_application(&self, a: &Application) -> StoreResult<()> {
         let r = sqlx::query(
@@ -292,6 +297,18 @@ impl OAuthStore for SqliteStore {
             }
         };
         if !live {
+            // A token spent within the last few seconds and not revoked lost a race with a
+            // concurrent refresh of the same token: refuse it without revoking the family, or
+            // the winner's fresh token would die too (doorkeeper #486 / protocols.md §6 #15).
+            let spent: Option<i64> = row.try_get("spent_at").map_err(backend)?;
+            let revoked: Option<i64> = row.try_get("revoked_at").map_err(backend)?;
+            if mode == RotationMode::Immediate
+                && revoked.is_none()
+                && spent.is_some_and(|t| now - t <= CONCURRENT_ROTATION_GRACE_MS)
+            {
+                tx.commit().await.map_err(backend)?;
+                return Ok(RefreshOutcome::RecentlyRotated);
+            }
             sqlx::query(
                 "UPDATE refresh_tokens SET revoked_at = ? WHERE family = ? AND revoked_at IS NULL",
             )
@@ -450,7 +467,19 @@ mod tests {
                 .as_deref(),
             Some("app")
         );
-        assert_eq!(rot("t1", "t3", Some("app")).await, RefreshOutcome::Reused);
+        // A duplicate presented moments later lost a race: refused, family intact.
+        assert_eq!(
+            rot("t1", "t3", Some("app")).await,
+            RefreshOutcome::RecentlyRotated
+        );
+        assert!(s.refresh_grant("t2").await.unwrap().is_some());
+        // Presented again after the grace window, it is a replay: the family is revoked.
+        let later = now_ms() + chrono::Duration::seconds(11);
+        let replay = s
+            .rotate_refresh("t1", "t3", Some("app"), RotationMode::Immediate, later)
+            .await
+            .unwrap();
+        assert_eq!(replay, RefreshOutcome::Reused);
         assert!(s.refresh_grant("t2").await.unwrap().is_none());
     }
 
