@@ -42,6 +42,21 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         }
     };
 
+    // The temporary directory holds a private key and a database: remove it however the demo
+    // ends, including a failed start (a port in use, say).
+    let result = serve_demo(&args, &data_dir, interval).await;
+    if args.data_dir.is_none() {
+        let _ = std::fs::remove_dir_all(&data_dir);
+    }
+    result
+}
+
+async fn serve_demo(
+    args: &DemoArgs,
+    data_dir: &std::path::Path,
+    interval: std::time::Duration,
+) -> Result<()> {
+    let data_dir = data_dir.to_path_buf();
     // Seed: one account and its devices, through the same domain calls as the CLI.
     let password = random_password();
     let mut imeis = Vec::new();
@@ -118,9 +133,6 @@ Press Ctrl-C to stop.
         println!("simulator: {summary}");
     }
     running.stop().await;
-    if args.data_dir.is_none() {
-        let _ = std::fs::remove_dir_all(&data_dir);
-    }
     Ok(())
 }
 

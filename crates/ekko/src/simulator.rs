@@ -307,7 +307,17 @@ pub async fn run(opts: SimulateOptions, mut stop: watch::Receiver<bool>) -> Resu
         for result in futures::future::join_all(sends).await {
             summary.sent += 1;
             match result {
-                Ok(r) if r.status().is_success() => summary.acked += 1,
+                // An OsmAnd listener acknowledges with an empty 200; a 200 with a body is some
+                // other server (e.g. the API port by mistake), which stored nothing.
+                Ok(r) if r.status().is_success() => match r.bytes().await {
+                    Ok(body) if body.is_empty() => summary.acked += 1,
+                    _ => {
+                        summary.refused += 1;
+                        if summary.refused == 1 {
+                            tracing::warn!(url = %opts.osmand_url, "this is not an OsmAnd listener: it answered 200 with a body");
+                        }
+                    }
+                },
                 Ok(r) if r.status().is_client_error() => {
                     summary.refused += 1;
                     if summary.refused == 1 {
@@ -315,7 +325,18 @@ pub async fn run(opts: SimulateOptions, mut stop: watch::Receiver<bool>) -> Resu
                         tracing::warn!(%detail, "the server refused a report");
                     }
                 }
-                _ => summary.failed += 1,
+                Ok(r) => {
+                    summary.failed += 1;
+                    if summary.failed == 1 {
+                        tracing::warn!(status = %r.status(), "a report failed");
+                    }
+                }
+                Err(e) => {
+                    summary.failed += 1;
+                    if summary.failed == 1 {
+                        tracing::warn!(error = %e, "a report could not be sent");
+                    }
+                }
             }
         }
         round += 1;

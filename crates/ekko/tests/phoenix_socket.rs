@@ -458,3 +458,13 @@ async fn a_subscription_with_two_root_fields_or_a_root_fragment_is_refused() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_frame_over_the_size_limit_is_closed_with_1009() {
+    let s = start().await;
+    let mut ws = connect(&format!("{}/services/ekko/v2/socket/websocket", s.ws_base)).await;
+    let huge = json!({"topic": "phoenix", "event": "heartbeat", "payload": {"x": "a".repeat(2 * 1024 * 1024)}, "ref": 1});
+    send(&mut ws, huge).await;
+    let closed = recv(&mut ws).await;
+    assert_eq!(closed["closed"][0], 1009, "{closed}");
+}

@@ -215,7 +215,15 @@ impl Connection {
             tokio::select! {
                 inbound = self.socket.recv() => {
                     idle_deadline = Instant::now() + self.config.idle_timeout;
-                    let Some(Ok(inbound)) = inbound else { return Exit::ClientGone };
+                    let inbound = match inbound {
+                        Some(Ok(m)) => m,
+                        // tungstenite refuses frames over max_message_bytes with a capacity
+                        // error ("Message too long"): say so with 1009 rather than vanish.
+                        Some(Err(e)) if e.to_string().contains("too long") => {
+                            return Exit::Close(1009, format!("message larger than {} bytes", self.config.max_message_bytes));
+                        }
+                        _ => return Exit::ClientGone,
+                    };
                     let text = match inbound {
                         WsMessage::Text(t) => t.to_string(),
                         WsMessage::Binary(b) => match self.vsn {

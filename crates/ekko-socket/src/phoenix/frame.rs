@@ -107,7 +107,9 @@ fn foreign(obj: &Map<String, Value>) -> Option<DecodeError> {
         return None;
     }
     Some(DecodeError::ForeignProtocol(format!(
-        "'{ty}' is a graphql-ws message, but this is a Phoenix channel socket; connect graphql-ws clients to /services/ekko/v2/graphql"
+        // Short enough for a close reason (123 bytes) with the longest message type.
+        "graphql-ws '{}' on a Phoenix socket: graphql-ws is served at /services/ekko/v2/graphql",
+        ty.chars().take(24).collect::<String>()
     )))
 }
 
