@@ -13,7 +13,7 @@ use ekko_core::time::Timestamp;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
-use super::{SqliteStore, backend, is_unique_violation, ts};
+use super::{SqliteStore, backend, inserted, ts};
 
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
@@ -86,13 +86,7 @@ impl OAuthStore for SqliteStore {
         .bind(a.created_at.timestamp_millis())
         .execute(&self.writer)
         .await;
-        match r {
-            Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => {
-                Err(StoreError::Conflict(format!("application {}", a.uid)))
-            }
-            Err(e) => Err(backend(e)),
-        }
+        inserted(r, || format!("application {}", a.uid))
     }
 
     async fn application(&self, uid: &str) -> StoreResult<Option<Application>> {

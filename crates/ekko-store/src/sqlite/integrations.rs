@@ -9,7 +9,7 @@ use ekko_core::time::Timestamp;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
-use super::{SqliteStore, backend, is_unique_violation, ts};
+use super::{SqliteStore, backend, inserted, ts};
 
 fn integration_from_row(r: &SqliteRow) -> StoreResult<Integration> {
     let account: String = r.try_get("account").map_err(backend)?;
@@ -43,13 +43,7 @@ impl SqliteStore {
         .bind(i.created_at.timestamp_millis())
         .execute(&self.writer)
         .await;
-        match r {
-            Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => {
-                Err(StoreError::Conflict(format!("integration {}", i.id)))
-            }
-            Err(e) => Err(backend(e)),
-        }
+        inserted(r, || format!("integration {}", i.id))
     }
 
     pub(super) async fn integration_row(&self, id: &str) -> StoreResult<Option<Integration>> {

@@ -42,8 +42,16 @@ fn backend(e: sqlx::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+/// The outcome of an INSERT into a table with a unique key: a duplicate is a `Conflict`
+/// naming `what`, any other failure a backend error.
+fn inserted<T>(result: Result<T, sqlx::Error>, what: impl FnOnce() -> String) -> StoreResult<()> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(sqlx::Error::Database(d)) if d.is_unique_violation() => {
+            Err(StoreError::Conflict(what()))
+        }
+        Err(e) => Err(backend(e)),
+    }
 }
 
 fn ts(ms: i64) -> StoreResult<Timestamp> {
@@ -137,13 +145,7 @@ impl Store for SqliteStore {
         .bind(a.updated_at.timestamp_millis())
         .execute(&self.writer)
         .await;
-        match r {
-            Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => {
-                Err(StoreError::Conflict(format!("account {}", a.email)))
-            }
-            Err(e) => Err(backend(e)),
-        }
+        inserted(r, || format!("account {}", a.email))
     }
 
     async fn account_by_id(&self, id: AccountId) -> StoreResult<Option<Account>> {
@@ -193,13 +195,7 @@ impl Store for SqliteStore {
             .bind(d.created_at.timestamp_millis())
             .execute(&self.writer)
             .await;
-        match r {
-            Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => {
-                Err(StoreError::Conflict(format!("device {}", d.imei)))
-            }
-            Err(e) => Err(backend(e)),
-        }
+        inserted(r, || format!("device {}", d.imei))
     }
 
     async fn device_by_imei(&self, imei: &Imei) -> StoreResult<Option<Device>> {
