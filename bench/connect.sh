@@ -3,8 +3,13 @@
 # this machine, with the same load tool (autocannon via the peers' bench/http-bench.mjs), the
 # same client authentication (client_secret_basic) and the same grants:
 #   refresh_token (rotating, reuse detection on both), client_credentials;
-#   password (Ekko only: oidc-provider has no password grant; argon2id makes it CPU-bound).
-# Appends a results table to bench/README.md.
+#   password: oidc-provider has none of its own, so bench/peers/oidc-provider-password.mjs (the same
+#   peer configuration plus a password grant registered with registerGrantType) verifies an
+#   argon2id hash with Ekko's parameters (m=19456 KiB, t=2, p=1) and issues an RS256 JWT access
+#   token and a rotating refresh token; both sides are driven by bench/peers/password-bench.mjs.
+# bench/peers/ is copied to target/bench-peers/password/ and `npm ci` installs its one extra
+# dependency (@node-rs/argon2) there; oidc-provider and autocannon resolve from the shared peers'
+# target/bench-peers/node_modules. Appends a results table to bench/README.md.
 #
 #   bash bench/connect.sh [target/release/ekko]      # env: DUR (s, default 10), CONNS (default 20)
 set -euo pipefail
@@ -15,11 +20,19 @@ DUR=${DUR:-10}; CONNS=${CONNS:-20}
 PEERS=$ROOT/target/bench-peers
 [ -d "$PEERS" ] || cp -r "$ROOT/../shared/bench-peers" "$PEERS"
 (cd "$PEERS" && { [ -d node_modules/autocannon ] || npm ci --no-audit --no-fund --silent; } && node common/gen-keys.mjs >/dev/null)
+PW=$PEERS/password
+mkdir -p "$PW" && cp "$ROOT"/bench/peers/*.mjs "$PW/"
+if ! cmp -s "$ROOT/bench/peers/package-lock.json" "$PW/package-lock.json" || [ ! -d "$PW/node_modules/@node-rs/argon2" ]; then
+  cp "$ROOT/bench/peers/package.json" "$ROOT/bench/peers/package-lock.json" "$PW/"
+  (cd "$PW" && npm ci --no-audit --no-fund --silent)
+fi
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 OUT=$(mktemp); PID=; DATA=$(mktemp -d)
 stop() { if [ -n "$PID" ]; then kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; fi; PID=; }
 trap 'stop; rm -rf "$DATA" "$OUT"' EXIT
 bench() { node "$PEERS/bench/http-bench.mjs" --duration "$DUR" --connections "$CONNS" "$@" | tee -a "$OUT"; }
+# The password grant: one fixed request (the account's username and password), same driver for both.
+bench_password() { (cd "$PW" && BENCH_PASSWORD="$PASSWORD" node password-bench.mjs --duration "$DUR" --connections "$CONNS" "$@") | tee -a "$OUT"; }
 
 # --- ekko ---
 EMAIL=bench@example.com; PASSWORD="bench password 123"
@@ -46,25 +59,22 @@ print(json.dumps(out))
 PY
 bench --name ekko --scenario refresh --url "$BASE/oauth/token" --basic "$ID:$SECRET" --tokens "$DATA/rt.json"
 bench --name ekko --scenario client-credentials --url "$BASE/oauth/token" --basic "$ID:$SECRET"
-# Password grant: the same autocannon settings, one fixed request.
-(cd "$PEERS" && node --input-type=module -e "
-import autocannon from 'autocannon';
-const body = new URLSearchParams({grant_type:'password', username:'$EMAIL', password:'$PASSWORD'}).toString();
-const opts = {url:'$BASE/oauth/token', method:'POST', connections:$CONNS, pipelining:1, body,
-  headers:{'content-type':'application/x-www-form-urlencoded', authorization:'Basic ' + Buffer.from('$ID:$SECRET').toString('base64')}};
-await autocannon({...opts, duration:2});
-const r = await autocannon({...opts, duration:$DUR});
-console.log('ekko password: ' + Math.round(r.requests.average) + ' req/s p50 ' + r.latency.p50 + ' ms p99 ' + r.latency.p99 + ' ms (2xx ' + r['2xx'] + ', non2xx ' + r.non2xx + '; $CONNS conns, $DUR s)');
-") | tee -a "$OUT"
+bench_password --name ekko --url "$BASE/oauth/token" --basic "$ID:$SECRET" --username "$EMAIL"
 stop
 
 # --- oidc-provider ---
 OPORT=$(free_port)
-(cd "$PEERS" && node oidc-provider/server.mjs --listen "127.0.0.1:$OPORT" >"$DATA/oidc.log" 2>&1) & PID=$!
+(cd "$PEERS" && exec node oidc-provider/server.mjs --listen "127.0.0.1:$OPORT" >"$DATA/oidc.log" 2>&1) & PID=$!
 for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$OPORT/" && break; sleep 0.1; done
 (cd "$PEERS" && node oidc-provider/get-refresh-tokens.mjs --issuer "http://127.0.0.1:$OPORT" --n $((CONNS * 2)) --out "$DATA/ort.json")
 bench --name oidc-provider --scenario refresh --url "http://127.0.0.1:$OPORT/token" --basic bench:bench-secret --tokens "$DATA/ort.json"
 bench --name oidc-provider --scenario client-credentials --url "http://127.0.0.1:$OPORT/token" --basic bench:bench-secret --scope user
+stop
+# The same peer plus the password grant (bench/peers/oidc-provider-password.mjs), same account.
+OPORT=$(free_port)
+(cd "$PW" && BENCH_PASSWORD="$PASSWORD" exec node oidc-provider-password.mjs --listen "127.0.0.1:$OPORT" --username "$EMAIL" >"$DATA/oidc-password.log" 2>&1) & PID=$!
+for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$OPORT/" && break; sleep 0.1; done
+bench_password --name oidc-provider --url "http://127.0.0.1:$OPORT/token" --basic bench:bench-secret --username "$EMAIL"
 stop
 
 [ -f "$ROOT/bench/README.md" ] || printf '# Benchmarks\n\nResults tables written by the bench scripts in this directory (ratios from back-to-back runs\non the same machine; never compare absolute numbers across machines).\n' > "$ROOT/bench/README.md"
@@ -76,9 +86,8 @@ p99() { grep "^$1 $2:" "$OUT" | sed -E 's/.*p99 ([0-9.]+) ms.*/\1/'; }
   echo
   echo "| grant | ekko req/s | oidc-provider req/s | ratio ekko/peer | ekko p99 ms | peer p99 ms |"
   echo "|---|---|---|---|---|---|"
-  for g in refresh client-credentials; do
+  for g in refresh client-credentials password; do
     e=$(rate ekko $g); o=$(rate oidc-provider $g)
     echo "| $g | $e | $o | $(python3 -c "print(f'{$e/$o:.2f}')") | $(p99 ekko $g) | $(p99 oidc-provider $g) |"
   done
-  echo "| password | $(rate ekko password) | — (no password grant) | — | $(p99 ekko password) | — |"
 } | tee -a "$ROOT/bench/README.md"
