@@ -212,19 +212,27 @@ impl OAuthStore for SqliteStore {
         let account = g
             .account
             .ok_or_else(|| StoreError::Backend("a refresh token needs an account".into()))?;
-        sqlx::query(
-            "INSERT INTO refresh_tokens (token_hash, family, account, scope, created_at, client_id) VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&g.token_hash)
-        .bind(&g.family)
-        .bind(account.to_string())
-        .bind(&g.scope)
-        .bind(g.created_at.timestamp_millis())
-        .bind(&g.client_id)
-        .execute(&self.writer)
-        .await
-        .map_err(backend)?;
-        Ok(())
+        let g = g.clone();
+        // Through the group-commit writer: concurrent sign-ins share one fsync.
+        self.group
+            .run(1, move |conn| {
+                Box::pin(async move {
+                    sqlx::query(
+                        "INSERT INTO refresh_tokens (token_hash, family, account, scope, created_at, client_id) VALUES (?, ?, ?, ?, ?, ?)",
+                    )
+                    .bind(&g.token_hash)
+                    .bind(&g.family)
+                    .bind(account.to_string())
+                    .bind(&g.scope)
+                    .bind(g.created_at.timestamp_millis())
+                    .bind(&g.client_id)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(backend)?;
+                    Ok(())
+                })
+            })
+            .await
     }
 
     async fn rotate_refresh(
@@ -236,104 +244,110 @@ impl OAuthStore for SqliteStore {
         now: Timestamp,
     ) -> StoreResult<RefreshOutcome> {
         let now = now.timestamp_millis();
-        let mut tx = self.writer.begin().await.map_err(backend)?;
-        let row = sqlx::query(
-            "SELECT family, account, scope, client_id, previous_hash, spent_at, revoked_at FROM refresh_tokens WHERE token_hash = ?",
-        )
-        .bind(presented)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(backend)?;
-        let Some(row) = row else {
-            return Ok(RefreshOutcome::Unknown);
-        };
-        let family: String = row.try_get("family").map_err(backend)?;
-        let account: String = row.try_get("account").map_err(backend)?;
-        let scope: String = row.try_get("scope").map_err(backend)?;
-        let owner_client: Option<String> = row.try_get("client_id").map_err(backend)?;
-        let previous: Option<String> = row.try_get("previous_hash").map_err(backend)?;
-        if let Some(owner) = owner_client.as_deref()
-            && client != Some(owner)
-        {
-            return Ok(RefreshOutcome::WrongClient);
-        }
-        // The conditional UPDATE is the atomic check-and-spend.
-        let live = match mode {
-            RotationMode::Immediate => sqlx::query(
-                "UPDATE refresh_tokens SET spent_at = ? WHERE token_hash = ? AND spent_at IS NULL AND revoked_at IS NULL",
-            )
-            .bind(now)
-            .bind(presented)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?
-            .rows_affected()
-                == 1,
-            RotationMode::RevokeOnUse => {
-                let spent: Option<i64> = row.try_get("spent_at").map_err(backend)?;
-                let revoked: Option<i64> = row.try_get("revoked_at").map_err(backend)?;
-                if spent.is_none() && revoked.is_none() {
-                    // Using this token ends its predecessor's grace window.
-                    if let Some(prev) = previous.as_deref() {
-                        sqlx::query(
-                            "UPDATE refresh_tokens SET spent_at = ? WHERE token_hash = ? AND spent_at IS NULL",
-                        )
-                        .bind(now)
-                        .bind(prev)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(backend)?;
-                    }
-                    true
-                } else {
-                    false
+        let (presented, replacement) = (presented.to_owned(), replacement.to_owned());
+        let client = client.map(str::to_owned);
+        // The rotation runs as one group-commit job: its reads and writes see one savepoint, so
+        // the check-and-spend stays atomic, and concurrent refreshes share one fsync.
+        self.group
+            .run(1, move |conn| {
+                Box::pin(async move {
+                let row = sqlx::query(
+                    "SELECT family, account, scope, client_id, previous_hash, spent_at, revoked_at FROM refresh_tokens WHERE token_hash = ?",
+                )
+                .bind(&presented)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(backend)?;
+                let Some(row) = row else {
+                    return Ok(RefreshOutcome::Unknown);
+                };
+                let family: String = row.try_get("family").map_err(backend)?;
+                let account: String = row.try_get("account").map_err(backend)?;
+                let scope: String = row.try_get("scope").map_err(backend)?;
+                let owner_client: Option<String> = row.try_get("client_id").map_err(backend)?;
+                let previous: Option<String> = row.try_get("previous_hash").map_err(backend)?;
+                if let Some(owner) = owner_client.as_deref()
+                    && client.as_deref() != Some(owner)
+                {
+                    return Ok(RefreshOutcome::WrongClient);
                 }
-            }
-        };
-        if !live {
-            // A token spent within the last few seconds and not revoked lost a race with a
-            // concurrent refresh of the same token: refuse it without revoking the family, or
-            // the winner's fresh token would die too (doorkeeper #486 / protocols.md §6 #15).
-            let spent: Option<i64> = row.try_get("spent_at").map_err(backend)?;
-            let revoked: Option<i64> = row.try_get("revoked_at").map_err(backend)?;
-            if mode == RotationMode::Immediate
-                && revoked.is_none()
-                && spent.is_some_and(|t| now - t <= CONCURRENT_ROTATION_GRACE_MS)
-            {
-                tx.commit().await.map_err(backend)?;
-                return Ok(RefreshOutcome::RecentlyRotated);
-            }
-            sqlx::query(
-                "UPDATE refresh_tokens SET revoked_at = ? WHERE family = ? AND revoked_at IS NULL",
-            )
-            .bind(now)
-            .bind(&family)
-            .execute(&mut *tx)
+                // The conditional UPDATE is the atomic check-and-spend.
+                let live = match mode {
+                    RotationMode::Immediate => sqlx::query(
+                        "UPDATE refresh_tokens SET spent_at = ? WHERE token_hash = ? AND spent_at IS NULL AND revoked_at IS NULL",
+                    )
+                    .bind(now)
+                    .bind(&presented)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(backend)?
+                    .rows_affected()
+                        == 1,
+                    RotationMode::RevokeOnUse => {
+                        let spent: Option<i64> = row.try_get("spent_at").map_err(backend)?;
+                        let revoked: Option<i64> = row.try_get("revoked_at").map_err(backend)?;
+                        if spent.is_none() && revoked.is_none() {
+                            // Using this token ends its predecessor's grace window.
+                            if let Some(prev) = previous.as_deref() {
+                                sqlx::query(
+                                    "UPDATE refresh_tokens SET spent_at = ? WHERE token_hash = ? AND spent_at IS NULL",
+                                )
+                                .bind(now)
+                                .bind(prev)
+                                .execute(&mut *conn)
+                                .await
+                                .map_err(backend)?;
+                            }
+                            true
+                        } else {
+                            false
+                        }
+                    }
+                };
+                if !live {
+                    // A token spent within the last few seconds and not revoked lost a race with a
+                    // concurrent refresh of the same token: refuse it without revoking the family, or
+                    // the winner's fresh token would die too (doorkeeper #486 / protocols.md §6 #15).
+                    let spent: Option<i64> = row.try_get("spent_at").map_err(backend)?;
+                    let revoked: Option<i64> = row.try_get("revoked_at").map_err(backend)?;
+                    if mode == RotationMode::Immediate
+                        && revoked.is_none()
+                        && spent.is_some_and(|t| now - t <= CONCURRENT_ROTATION_GRACE_MS)
+                    {
+                        return Ok(RefreshOutcome::RecentlyRotated);
+                    }
+                    sqlx::query(
+                        "UPDATE refresh_tokens SET revoked_at = ? WHERE family = ? AND revoked_at IS NULL",
+                    )
+                    .bind(now)
+                    .bind(&family)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(backend)?;
+                    return Ok(RefreshOutcome::Reused);
+                }
+                let previous_hash = (mode == RotationMode::RevokeOnUse).then_some(&presented);
+                sqlx::query(
+                    "INSERT INTO refresh_tokens (token_hash, family, account, scope, created_at, client_id, previous_hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(&replacement)
+                .bind(&family)
+                .bind(&account)
+                .bind(&scope)
+                .bind(now)
+                .bind(&owner_client)
+                .bind(previous_hash)
+                .execute(&mut *conn)
+                .await
+                .map_err(backend)?;
+                Ok(RefreshOutcome::Rotated {
+                    account: AccountId::parse(&account).map_err(corrupt)?,
+                    scope,
+                    family,
+                })
+                })
+            })
             .await
-            .map_err(backend)?;
-            tx.commit().await.map_err(backend)?;
-            return Ok(RefreshOutcome::Reused);
-        }
-        let previous_hash = (mode == RotationMode::RevokeOnUse).then_some(presented);
-        sqlx::query(
-            "INSERT INTO refresh_tokens (token_hash, family, account, scope, created_at, client_id, previous_hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(replacement)
-        .bind(&family)
-        .bind(&account)
-        .bind(&scope)
-        .bind(now)
-        .bind(&owner_client)
-        .bind(previous_hash)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
-        Ok(RefreshOutcome::Rotated {
-            account: AccountId::parse(&account).map_err(corrupt)?,
-            scope,
-            family,
-        })
     }
 
     async fn refresh_grant(&self, token_hash: &str) -> StoreResult<Option<RefreshGrant>> {

@@ -24,6 +24,7 @@ mod connect;
 mod events;
 mod integrations;
 mod tracks_batch;
+mod writer;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
@@ -36,6 +37,9 @@ pub struct SqliteStore {
     /// writes never contend with each other (only with other processes, via busy_timeout).
     writer: SqlitePool,
     reader: SqlitePool,
+    /// Hot writes (tracks, refresh rotation) go through one task that group-commits
+    /// concurrent jobs (`writer`).
+    group: writer::GroupWriter,
 }
 
 fn backend(e: sqlx::Error) -> StoreError {
@@ -84,7 +88,12 @@ impl SqliteStore {
             .connect_with(opts.read_only(true))
             .await
             .map_err(backend)?;
-        Ok(SqliteStore { writer, reader })
+        let group = writer::GroupWriter::start(writer.clone());
+        Ok(SqliteStore {
+            writer,
+            reader,
+            group,
+        })
     }
 
     pub async fn close(&self) {
@@ -210,28 +219,7 @@ impl Store for SqliteStore {
     }
 
     async fn insert_track(&self, rec: &TrackRecord, received_at: Timestamp) -> StoreResult<Track> {
-        let fields =
-            serde_json::to_string(&rec.fields).map_err(|e| StoreError::Backend(e.to_string()))?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO tracks (imei, recorded_at, received_at, lat, lng, fields) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(rec.imei.as_str())
-        .bind(rec.recorded_at.timestamp_millis())
-        .bind(received_at.timestamp_millis())
-        .bind(rec.coordinates.map(|c| c.lat))
-        .bind(rec.coordinates.map(|c| c.lng))
-        .bind(fields)
-        .fetch_one(&self.writer)
-        .await
-        .map_err(backend)?;
-        Ok(Track {
-            id,
-            imei: rec.imei.clone(),
-            recorded_at: rec.recorded_at,
-            received_at,
-            coordinates: rec.coordinates,
-            fields: rec.fields.clone(),
-        })
+        self.insert_one_track(rec, received_at).await
     }
 
     async fn recent_tracks(&self, imei: &Imei, limit: u32) -> StoreResult<Vec<Track>> {

@@ -1,54 +1,194 @@
-//! Batch track insertion: one transaction per batch, resends skipped by the unique
-//! (imei, recorded_at, dedup_key) index (migration 0002).
+//! Track insertion through the group-commit writer (`writer`).
+//!
+//! Every track write (a single OsmAnd record or a whole Teltonika packet) is one writer job:
+//! concurrent devices share one commit, and each caller is answered only after that commit, so
+//! "acknowledged only after the records are durable" holds per job. The caller does the
+//! per-record work (JSON of the fields) before queueing, so the single writer task only runs
+//! SQL. Resends are skipped by the unique (imei, recorded_at, dedup_key) index (migration 0002)
+//! with `INSERT OR IGNORE`.
+
+use std::collections::HashMap;
 
 use ekko_core::error::StoreError;
 use ekko_core::ports::StoreResult;
 use ekko_core::time::Timestamp;
-use ekko_core::track::{NewTrack, Track};
+use ekko_core::track::{NewTrack, Track, TrackRecord};
+use sqlx::{Row, SqliteConnection};
 
 use super::{SqliteStore, backend};
 
+/// Rows per multi-row INSERT: 7 parameters a row stays far below SQLite's 32 766.
+const ROWS_PER_STATEMENT: usize = 256;
+
+/// A row as the writer stores it: everything already serialized by the caller.
+struct Row7 {
+    imei: String,
+    recorded_at: i64,
+    lat: Option<f64>,
+    lng: Option<f64>,
+    fields: String,
+    /// `None` for single-record ingestion (no de-duplication: the unique index never matches).
+    dedup_key: Option<String>,
+}
+
+/// Stores `rows` in the next group commit; for each row, the id it was stored under, or
+/// `None` for a resend that was skipped.
+async fn write(
+    store: &SqliteStore,
+    rows: Vec<Row7>,
+    received_at: Timestamp,
+) -> StoreResult<Vec<Option<i64>>> {
+    let received_at = received_at.timestamp_millis();
+    store
+        .group
+        .run(rows.len(), move |conn| {
+            Box::pin(async move { insert_rows(conn, &rows, received_at).await })
+        })
+        .await
+}
+
+fn row_of(record: &TrackRecord, dedup_key: Option<&str>) -> StoreResult<Row7> {
+    Ok(Row7 {
+        imei: record.imei.as_str().to_owned(),
+        recorded_at: record.recorded_at.timestamp_millis(),
+        lat: record.coordinates.map(|c| c.lat),
+        lng: record.coordinates.map(|c| c.lng),
+        fields: serde_json::to_string(&record.fields)
+            .map_err(|e| StoreError::Backend(e.to_string()))?,
+        dedup_key: dedup_key.map(str::to_owned),
+    })
+}
+
+fn stored_track(record: &TrackRecord, id: i64, received_at: Timestamp) -> Track {
+    Track {
+        id,
+        imei: record.imei.clone(),
+        recorded_at: record.recorded_at,
+        received_at,
+        coordinates: record.coordinates,
+        fields: record.fields.clone(),
+    }
+}
+
 impl SqliteStore {
+    pub(super) async fn insert_one_track(
+        &self,
+        record: &TrackRecord,
+        received_at: Timestamp,
+    ) -> StoreResult<Track> {
+        let ids = write(self, vec![row_of(record, None)?], received_at).await?;
+        match ids.first() {
+            Some(Some(id)) => Ok(stored_track(record, *id, received_at)),
+            _ => Err(StoreError::Backend("the track was not stored".into())),
+        }
+    }
+
     pub(super) async fn insert_track_batch(
         &self,
         batch: &[NewTrack],
         received_at: Timestamp,
     ) -> StoreResult<Vec<Track>> {
-        let mut tx = self.writer.begin().await.map_err(backend)?;
-        let mut stored = Vec::with_capacity(batch.len());
-        for t in batch {
-            let rec = &t.record;
-            let fields = serde_json::to_string(&rec.fields)
-                .map_err(|e| StoreError::Backend(e.to_string()))?;
-            // OR IGNORE + RETURNING yields no row when the unique key already exists.
-            let id: Option<i64> = sqlx::query_scalar(
-                "INSERT OR IGNORE INTO tracks (imei, recorded_at, received_at, lat, lng, fields, dedup_key) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            )
-            .bind(rec.imei.as_str())
-            .bind(rec.recorded_at.timestamp_millis())
-            .bind(received_at.timestamp_millis())
-            .bind(rec.coordinates.map(|c| c.lat))
-            .bind(rec.coordinates.map(|c| c.lng))
-            .bind(fields)
-            .bind(&t.dedup_key)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?;
-            if let Some(id) = id {
-                stored.push(Track {
-                    id,
-                    imei: rec.imei.clone(),
-                    recorded_at: rec.recorded_at,
-                    received_at,
-                    coordinates: rec.coordinates,
-                    fields: rec.fields.clone(),
-                });
-            }
-        }
-        tx.commit().await.map_err(backend)?;
-        Ok(stored)
+        let rows = batch
+            .iter()
+            .map(|t| row_of(&t.record, Some(&t.dedup_key)))
+            .collect::<StoreResult<Vec<_>>>()?;
+        let ids = write(self, rows, received_at).await?;
+        Ok(batch
+            .iter()
+            .zip(ids)
+            .filter_map(|(t, id)| id.map(|id| stored_track(&t.record, id, received_at)))
+            .collect())
     }
+}
+
+async fn insert_rows(
+    conn: &mut SqliteConnection,
+    rows: &[Row7],
+    received_at: i64,
+) -> StoreResult<Vec<Option<i64>>> {
+    let mut ids = Vec::with_capacity(rows.len());
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        if chunk.iter().any(|r| r.dedup_key.is_none()) {
+            // Not de-duplicated: plain inserts, each row gets its id.
+            for r in chunk {
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO tracks (imei, recorded_at, received_at, lat, lng, fields, dedup_key) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                )
+                .bind(&r.imei)
+                .bind(r.recorded_at)
+                .bind(received_at)
+                .bind(r.lat)
+                .bind(r.lng)
+                .bind(&r.fields)
+                .bind(&r.dedup_key)
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(backend)?;
+                ids.push(Some(id));
+            }
+            continue;
+        }
+        ids.extend(insert_deduplicated(conn, chunk, received_at).await?);
+    }
+    Ok(ids)
+}
+
+/// One multi-row `INSERT OR IGNORE`: a row whose unique key already exists (or appeared earlier
+/// in the same chunk) is skipped. RETURNING names the stored rows by their key, since SQLite
+/// does not promise to return them in order.
+async fn insert_deduplicated(
+    conn: &mut SqliteConnection,
+    chunk: &[Row7],
+    received_at: i64,
+) -> StoreResult<Vec<Option<i64>>> {
+    let mut sql = String::from(
+        "INSERT OR IGNORE INTO tracks (imei, recorded_at, received_at, lat, lng, fields, dedup_key) VALUES ",
+    );
+    for i in 0..chunk.len() {
+        sql.push_str(if i == 0 {
+            "(?,?,?,?,?,?,?)"
+        } else {
+            ",(?,?,?,?,?,?,?)"
+        });
+    }
+    sql.push_str(" RETURNING id, imei, recorded_at, dedup_key");
+    // Only placeholders are appended to the literal: the values are bound, never spliced.
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for r in chunk {
+        query = query
+            .bind(&r.imei)
+            .bind(r.recorded_at)
+            .bind(received_at)
+            .bind(r.lat)
+            .bind(r.lng)
+            .bind(&r.fields)
+            .bind(&r.dedup_key);
+    }
+    let returned = query.fetch_all(&mut *conn).await.map_err(backend)?;
+    let mut by_key: HashMap<(String, i64, String), i64> = HashMap::with_capacity(returned.len());
+    for row in &returned {
+        by_key.insert(
+            (
+                row.try_get("imei").map_err(backend)?,
+                row.try_get("recorded_at").map_err(backend)?,
+                row.try_get("dedup_key").map_err(backend)?,
+            ),
+            row.try_get("id").map_err(backend)?,
+        );
+    }
+    Ok(chunk
+        .iter()
+        .map(|r| {
+            let key = (
+                r.imei.clone(),
+                r.recorded_at,
+                r.dedup_key.clone().unwrap_or_default(),
+            );
+            // The first row with a key takes its id; a repeat within the chunk was skipped.
+            by_key.remove(&key)
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -127,5 +267,74 @@ mod tests {
         let batch = [new_track(&imei, 1, "a"), new_track(&unknown, 2, "b")];
         assert!(s.insert_tracks(&batch, now_ms()).await.is_err());
         assert!(s.recent_tracks(&imei, 10).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_record_repeated_within_one_batch_is_stored_once() {
+        let (_dir, s, imei) = store_with_device().await;
+        let batch = [new_track(&imei, 1, "a"), new_track(&imei, 1, "a")];
+        let stored = s.insert_tracks(&batch, now_ms()).await.unwrap();
+        assert_eq!(stored.len(), 1);
+        assert_eq!(s.recent_tracks(&imei, 10).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn batches_larger_than_one_statement_keep_every_record_in_order() {
+        let (_dir, s, imei) = store_with_device().await;
+        let n = ROWS_PER_STATEMENT * 2 + 7;
+        let batch: Vec<_> = (0..n as i64)
+            .map(|i| new_track(&imei, 10_000 - i, &format!("k{i}")))
+            .collect();
+        let stored = s.insert_tracks(&batch, now_ms()).await.unwrap();
+        assert_eq!(stored.len(), n);
+        assert!(stored.windows(2).all(|w| w[0].id < w[1].id));
+        assert!(
+            stored
+                .iter()
+                .zip(&batch)
+                .all(|(t, b)| t.recorded_at == b.record.recorded_at)
+        );
+    }
+
+    #[tokio::test]
+    async fn concurrent_batches_share_commits_and_one_failure_spares_the_others() {
+        let (_dir, s, imei) = store_with_device().await;
+        let unknown = Imei::parse("356307042441013").unwrap();
+        let mut tasks = Vec::new();
+        for j in 0..40i64 {
+            let s = s.clone();
+            let imei = if j == 13 {
+                unknown.clone()
+            } else {
+                imei.clone()
+            };
+            tasks.push(tokio::spawn(async move {
+                let batch: Vec<_> = (0..25)
+                    .map(|i| new_track(&imei, j * 100 + i, &format!("{j}-{i}")))
+                    .collect();
+                s.insert_tracks(&batch, now_ms()).await.map(|v| v.len())
+            }));
+        }
+        let mut ok = 0;
+        for (j, t) in tasks.into_iter().enumerate() {
+            match t.await.unwrap() {
+                Ok(n) => {
+                    assert_eq!(n, 25);
+                    ok += 1;
+                }
+                Err(_) => assert_eq!(j, 13, "only the unknown device's batch fails"),
+            }
+        }
+        assert_eq!(ok, 39);
+        assert_eq!(s.recent_tracks(&imei, 2000).await.unwrap().len(), 39 * 25);
+    }
+
+    #[tokio::test]
+    async fn single_records_are_never_deduplicated() {
+        let (_dir, s, imei) = store_with_device().await;
+        let r = new_track(&imei, 5, "x").record;
+        let a = s.insert_track(&r, now_ms()).await.unwrap();
+        let b = s.insert_track(&r, now_ms()).await.unwrap();
+        assert!(b.id > a.id);
     }
 }
