@@ -45,3 +45,6 @@ bash examples/run.sh target/release/ekko
 
 step "OAuth client compatibility (openid-client, authlib, headless Chromium)"
 bash tests/oauth-clients/run.sh target/release/ekko
+
+step "Real-time client compatibility (gql Phoenix, phoenix V2 + @absinthe/socket, graphql-ws, subscriptions-transport-ws, graphql-sse)"
+bash tests/realtime-clients/run.sh target/release/ekko
