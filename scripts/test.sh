@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Ekko's whole test suite: formatting, lints, one release build, every Rust test, the
+# Ekko's whole test suite: formatting, lints, one release build, every Rust test, a short fuzz
+# run of the device decoders, the
 # getting-started conformance kit (real Python clients against the built binary), and the
 # README's examples (examples/run.sh: curl, Python and Node against a live server).
 #
@@ -36,6 +37,9 @@ cargo build --release --workspace --locked
 
 step "cargo test --release"
 cargo test --release --workspace --locked
+
+step "fuzzing every device decoder (10 s per target)"
+bash scripts/fuzz.sh "${EKKO_FUZZ_SECONDS:-10}"
 
 step "getting-started conformance kit"
 bash "$CONFORMANCE" target/release/ekko

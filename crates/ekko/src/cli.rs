@@ -49,7 +49,14 @@ enum Command {
     /// Serve a fresh demo: an account, devices, and simulated vehicles driving through the
     /// OsmAnd listener. Prints credentials and ready-to-paste commands.
     Demo(DemoArgs),
-    /// Drive simulated vehicles against an OsmAnd listener.
+    /// Drive simulated vehicles (routes through Paris, Lyon and Marseille; ignition on while
+    /// driving, off at stops; a draining battery) over OsmAnd, Teltonika, CloudConnect or MQTT,
+    /// with a progress bar and a summary (reports sent, acknowledged, refused, failed, rate).
+    ///
+    /// What "acknowledged" means: OsmAnd, Teltonika and CloudConnect acknowledge a report only
+    /// after Ekko committed it to disk. MQTT: the broker's PUBACK, i.e. the broker took it;
+    /// Ekko's bridge (`serve --mqtt-url`) reads it from the broker and commits it afterwards.
+    #[command(verbatim_doc_comment)]
     Simulate(SimulateArgs),
     /// Manage Connect's signing keys.
     Keys {
@@ -214,6 +221,21 @@ struct SimulateArgs {
     /// Address of the Teltonika listener (--protocol teltonika: Codec 8 over TCP).
     #[arg(long, default_value = DEFAULT_TELTONIKA_LISTEN)]
     teltonika_addr: SocketAddr,
+    /// The CloudConnect webhook endpoint (--protocol cloudconnect): each round is one POST of
+    /// a JSON array of `track` events, one per vehicle.
+    #[arg(long, default_value = "http://127.0.0.1:4000/ingest/cloudconnect")]
+    cloudconnect_url: String,
+    /// The integration's secret, sent as `Authorization: Bearer <secret>` (--protocol
+    /// cloudconnect, required; `ekko integration create` prints one). Prefer the environment
+    /// variable to keep it out of the process list.
+    #[arg(long, env = "EKKO_INTEGRATION_SECRET", hide_env_values = true)]
+    secret: Option<String>,
+    /// The MQTT broker (--protocol mqtt): each report is published with QoS 1 to
+    /// devices/<imei>/tracks; `?client_id=ID` names the session (default: a fresh
+    /// ekko-simulate-… id). Acknowledged = the broker's PUBACK; Ekko's bridge commits the
+    /// records afterwards.
+    #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
+    mqtt_url: String,
     /// IMEIs of registered devices to drive (repeat the flag, or separate with commas).
     #[arg(long, value_delimiter = ',', required = true)]
     imei: Vec<String>,
@@ -227,8 +249,17 @@ struct SimulateArgs {
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
 enum SimulateProtocol {
+    /// HTTP GET to the OsmAnd listener, like the Traccar Client app (--osmand-url).
     Osmand,
+    /// A Teltonika tracker: one TCP connection per vehicle, IMEI handshake, one Codec 8 packet
+    /// per report (--teltonika-addr).
     Teltonika,
+    /// Munic's CloudConnect webhook: one POST of `track` events per round (--cloudconnect-url,
+    /// --secret).
+    Cloudconnect,
+    /// QoS 1 publishes to devices/<imei>/tracks on a broker (--mqtt-url); acknowledged = the
+    /// broker's PUBACK.
+    Mqtt,
 }
 
 fn interval(secs: f64) -> Result<Duration> {
@@ -384,6 +415,22 @@ async fn run(command: Command) -> Result<()> {
                     SimulateProtocol::Teltonika => {
                         crate::simulator::Protocol::Teltonika(a.teltonika_addr)
                     }
+                    SimulateProtocol::Cloudconnect => {
+                        let secret = a
+                            .secret
+                            .filter(|s| !s.trim().is_empty())
+                            .context(
+                                "--protocol cloudconnect needs the integration's secret: --secret SECRET \
+                                 or EKKO_INTEGRATION_SECRET (`ekko integration create --account EMAIL` prints one)",
+                            )?;
+                        crate::simulator::Protocol::CloudConnect(
+                            crate::simulator::cloudconnect::Target {
+                                url: a.cloudconnect_url,
+                                secret: secret.trim().to_owned(),
+                            },
+                        )
+                    }
+                    SimulateProtocol::Mqtt => crate::simulator::Protocol::Mqtt(a.mqtt_url),
                 },
             };
             let summary = crate::simulator::run(opts, rx).await?;

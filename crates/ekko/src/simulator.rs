@@ -1,6 +1,9 @@
-//! A vehicle simulator that drives devices along plausible routes and reports through a real
-//! device protocol (OsmAnd over HTTP), so that everything downstream sees genuine ingestion.
-//! Used by `ekko demo` and `ekko simulate`.
+//! A vehicle simulator that drives devices along plausible routes (ignition on while driving,
+//! off at stops, a battery that drains) and reports through a real device protocol, so that
+//! everything downstream sees genuine ingestion: OsmAnd over HTTP ([`osmand`]), Teltonika
+//! Codec 8 over TCP ([`teltonika`]), Munic's CloudConnect webhook ([`cloudconnect`]) or MQTT
+//! ([`mqtt`]). Every protocol turns the same [`Report`] into its own wire format, in Munic's
+//! units. Used by `ekko demo` and `ekko simulate`.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -10,18 +13,36 @@ use ekko_core::Imei;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::watch;
 
+pub mod cloudconnect;
+pub mod mqtt;
+pub mod osmand;
 pub mod teltonika;
 
 /// The device protocol the simulated vehicles report through.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum Protocol {
     /// HTTP to `SimulateOptions::osmand_url`.
     #[default]
     Osmand,
     /// Codec 8 over TCP to this Teltonika listener, one connection per vehicle.
     Teltonika(SocketAddr),
+    /// One CloudConnect webhook request (a JSON array of `track` events) per round.
+    CloudConnect(cloudconnect::Target),
+    /// One QoS 1 publish per report to `devices/<imei>/tracks` on this broker
+    /// (`mqtt://host[:port]`).
+    Mqtt(String),
 }
 
+impl Protocol {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Protocol::Osmand => "OsmAnd",
+            Protocol::Teltonika(_) => "Teltonika",
+            Protocol::CloudConnect(_) => "CloudConnect",
+            Protocol::Mqtt(_) => "MQTT",
+        }
+    }
+}
 /// A closed loop of waypoints (lat, lon) through a real city.
 pub struct Route {
     pub name: &'static str,
@@ -105,9 +126,54 @@ pub struct Vehicle {
     odometer: f64,
 }
 
-/// One report, in OsmAnd query parameters.
+/// One report, in OsmAnd query parameters (the simulator's common model: every protocol
+/// module converts it into its own wire format).
+///
+/// `id` (IMEI), `timestamp` (unix seconds, ms precision), `lat`, `lon` (degrees), `speed`
+/// (knots), `bearing` (degrees), `altitude` (m), `accuracy` (m), `batt` (percent),
+/// `ignition` (`true`/`false`), `odometer` (m).
+#[derive(Clone, Debug, PartialEq)]
 pub struct Report {
     pub params: Vec<(&'static str, String)>,
+}
+
+impl Report {
+    /// The value of parameter `name`, as sent to an OsmAnd listener.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Parameter `name` as a number (0 when absent or not a number).
+    pub fn number(&self, name: &str) -> f64 {
+        self.param(name)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// The device's IMEI.
+    pub fn imei(&self) -> &str {
+        self.param("id").unwrap_or_default()
+    }
+
+    /// Is the ignition on (the vehicle is driving)?
+    pub fn ignition(&self) -> bool {
+        self.param("ignition") == Some("true")
+    }
+
+    /// The recording time, unix milliseconds.
+    pub fn recorded_at_ms(&self) -> i64 {
+        (self.number("timestamp") * 1000.0).round() as i64
+    }
+
+    /// The recording time, RFC 3339 UTC with milliseconds (Ekko's and Munic's format).
+    pub fn recorded_at_rfc3339(&self) -> String {
+        ekko_core::time::from_unix_ms(self.recorded_at_ms())
+            .map(|t| ekko_core::time::rfc3339(&t))
+            .unwrap_or_default()
+    }
 }
 
 impl Vehicle {
@@ -184,6 +250,18 @@ impl Vehicle {
     }
 }
 
+/// What became of one report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The server (for MQTT: the broker) acknowledged it.
+    Acked,
+    /// The server refused it for good (an unregistered device, a wrong secret, a malformed
+    /// report): sending it again would not help. The reason, as the server gave it.
+    Refused(String),
+    /// It was not acknowledged (no connection, a timeout, a storage failure): the reason.
+    Failed(String),
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct Summary {
     pub sent: u64,
@@ -191,6 +269,9 @@ pub struct Summary {
     pub refused: u64,
     pub failed: u64,
     pub elapsed: Duration,
+    /// MQTT: "acknowledged" means the broker took the report (PUBACK); Ekko's bridge reads it
+    /// from the broker and commits it afterwards.
+    pub broker_acks: bool,
 }
 
 impl std::fmt::Display for Summary {
@@ -205,12 +286,19 @@ impl std::fmt::Display for Summary {
             self.failed,
             secs,
             self.acked as f64 / secs
-        )
+        )?;
+        if self.broker_acks {
+            write!(
+                f,
+                "; MQTT: acknowledged = taken by the broker (PUBACK), Ekko's bridge commits them afterwards"
+            )?;
+        }
+        Ok(())
     }
 }
 
 pub struct SimulateOptions {
-    /// Base URL of an OsmAnd listener, e.g. http://127.0.0.1:5055
+    /// Base URL of an OsmAnd listener, e.g. http://127.0.0.1:5055 (`Protocol::Osmand`).
     pub osmand_url: String,
     pub devices: Vec<Imei>,
     pub interval: Duration,
@@ -220,11 +308,57 @@ pub struct SimulateOptions {
     pub protocol: Protocol,
 }
 
+/// Each protocol's sender, with whatever it keeps between rounds (connections, ids).
+enum Driver {
+    Osmand(osmand::Sender),
+    Teltonika(SocketAddr, Vec<teltonika::Link>),
+    CloudConnect(cloudconnect::Sender),
+    Mqtt(mqtt::Publisher),
+}
+
+impl Driver {
+    fn new(opts: &SimulateOptions) -> Result<Self> {
+        Ok(match &opts.protocol {
+            Protocol::Osmand => Driver::Osmand(osmand::Sender::new(&opts.osmand_url)?),
+            Protocol::Teltonika(addr) => Driver::Teltonika(
+                *addr,
+                opts.devices.iter().map(|_| Default::default()).collect(),
+            ),
+            Protocol::CloudConnect(target) => {
+                Driver::CloudConnect(cloudconnect::Sender::new(target.clone())?)
+            }
+            Protocol::Mqtt(url) => Driver::Mqtt(mqtt::Publisher::new(url)?),
+        })
+    }
+
+    /// Sends one round (one report per vehicle); one outcome per report, in order.
+    async fn send(&mut self, reports: &[Report]) -> Vec<Outcome> {
+        match self {
+            Driver::Osmand(s) => s.send(reports).await,
+            Driver::Teltonika(addr, links) => {
+                let addr = *addr;
+                let sends = links
+                    .iter_mut()
+                    .zip(reports)
+                    .map(|(link, report)| link.send(addr, report));
+                futures::future::join_all(sends).await
+            }
+            Driver::CloudConnect(s) => s.send(reports).await,
+            Driver::Mqtt(p) => p.send(reports).await,
+        }
+    }
+
+    async fn close(self) {
+        if let Driver::Mqtt(p) = self {
+            p.close().await;
+        }
+    }
+}
+
 /// Runs until `rounds` are done or `stop` turns true.
 pub async fn run(opts: SimulateOptions, mut stop: watch::Receiver<bool>) -> Result<Summary> {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()?;
+    let mut driver = Driver::new(&opts)?;
+    let protocol = opts.protocol.name();
     let mut vehicles: Vec<Vehicle> = opts
         .devices
         .iter()
@@ -239,9 +373,9 @@ pub async fn run(opts: SimulateOptions, mut stop: watch::Receiver<bool>) -> Resu
             None => ProgressBar::new_spinner(),
         };
         bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} {elapsed_precise} [{bar:30}] {pos} reports {msg}",
-            )
+            ProgressStyle::with_template(&format!(
+                "{{spinner}} {{elapsed_precise}} [{{bar:30}}] {{pos}} {protocol} reports {{msg}}"
+            ))
             .unwrap_or_else(|_| ProgressStyle::default_spinner())
             .progress_chars("=> "),
         );
@@ -250,9 +384,11 @@ pub async fn run(opts: SimulateOptions, mut stop: watch::Receiver<bool>) -> Resu
     } else {
         None
     };
-    let mut links: Vec<teltonika::Link> = vehicles.iter().map(|_| Default::default()).collect();
     let started = Instant::now();
-    let mut summary = Summary::default();
+    let mut summary = Summary {
+        broker_acks: matches!(opts.protocol, Protocol::Mqtt(_)),
+        ..Default::default()
+    };
     let mut ticker = tokio::time::interval(opts.interval);
     let mut round = 0u64;
     let mut last = Instant::now();
@@ -270,71 +406,21 @@ pub async fn run(opts: SimulateOptions, mut stop: watch::Receiver<bool>) -> Resu
             .max(opts.interval.as_secs_f64());
         last = Instant::now();
         let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
-        if let Protocol::Teltonika(addr) = opts.protocol {
-            let sends = vehicles.iter_mut().zip(links.iter_mut()).map(|(v, link)| {
-                let report = v.step(dt, now);
-                async move { link.send(addr, &report).await }
-            });
-            for outcome in futures::future::join_all(sends).await {
-                summary.sent += 1;
-                match outcome {
-                    teltonika::Outcome::Acked => summary.acked += 1,
-                    teltonika::Outcome::Refused => {
-                        summary.refused += 1;
-                        if summary.refused == 1 {
-                            tracing::warn!(
-                                "the server refused a device at the Teltonika handshake (is it registered?)"
-                            );
-                        }
-                    }
-                    teltonika::Outcome::Failed(e) => {
-                        summary.failed += 1;
-                        tracing::debug!(error = %e, "a Teltonika report was not acknowledged");
-                    }
-                }
-            }
-            round += 1;
-            if let Some(bar) = &bar {
-                bar.set_position(summary.sent);
-                bar.set_message(format!("({} acked)", summary.acked));
-            }
-            continue;
-        }
-        let sends = vehicles.iter_mut().map(|v| {
-            let report = v.step(dt, now);
-            client.get(&opts.osmand_url).query(&report.params).send()
-        });
-        for result in futures::future::join_all(sends).await {
+        let reports: Vec<Report> = vehicles.iter_mut().map(|v| v.step(dt, now)).collect();
+        for outcome in driver.send(&reports).await {
             summary.sent += 1;
-            match result {
-                // An OsmAnd listener acknowledges with an empty 200; a 200 with a body is some
-                // other server (e.g. the API port by mistake), which stored nothing.
-                Ok(r) if r.status().is_success() => match r.bytes().await {
-                    Ok(body) if body.is_empty() => summary.acked += 1,
-                    _ => {
-                        summary.refused += 1;
-                        if summary.refused == 1 {
-                            tracing::warn!(url = %opts.osmand_url, "this is not an OsmAnd listener: it answered 200 with a body");
-                        }
-                    }
-                },
-                Ok(r) if r.status().is_client_error() => {
+            match outcome {
+                Outcome::Acked => summary.acked += 1,
+                Outcome::Refused(reason) => {
                     summary.refused += 1;
                     if summary.refused == 1 {
-                        let detail = r.text().await.unwrap_or_default();
-                        tracing::warn!(%detail, "the server refused a report");
+                        tracing::warn!(%reason, "the {protocol} server refused a report");
                     }
                 }
-                Ok(r) => {
+                Outcome::Failed(reason) => {
                     summary.failed += 1;
                     if summary.failed == 1 {
-                        tracing::warn!(status = %r.status(), "a report failed");
-                    }
-                }
-                Err(e) => {
-                    summary.failed += 1;
-                    if summary.failed == 1 {
-                        tracing::warn!(error = %e, "a report could not be sent");
+                        tracing::warn!(%reason, "a {protocol} report was not acknowledged");
                     }
                 }
             }
@@ -345,6 +431,7 @@ pub async fn run(opts: SimulateOptions, mut stop: watch::Receiver<bool>) -> Resu
             bar.set_message(format!("({} acked)", summary.acked));
         }
     }
+    driver.close().await;
     summary.elapsed = started.elapsed();
     if let Some(bar) = bar {
         bar.finish_and_clear();

@@ -8,18 +8,10 @@ use ekko_gateway::teltonika::codec::{self, AvlRecord, IoElement, IoValue};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+pub use super::Outcome;
 use super::Report;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
-
-/// What became of one report.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    Acked,
-    /// The server refused the device at the handshake (not registered).
-    Refused,
-    Failed(String),
-}
 
 /// Teltonika IO ids the simulator reports (see the gateway's IO table).
 const IO_IGNITION: u16 = 239;
@@ -27,44 +19,31 @@ const IO_MOVEMENT: u16 = 240;
 const IO_BATTERY_LEVEL: u16 = 113;
 const IO_TOTAL_ODOMETER: u16 = 16;
 
-fn param<'a>(r: &'a Report, name: &str) -> Option<&'a str> {
-    r.params
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| v.as_str())
-}
-
-fn number(r: &Report, name: &str) -> f64 {
-    param(r, name)
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(0.0)
-}
-
 /// The AVL record a Teltonika tracker would send for this report.
 pub fn avl_record(r: &Report) -> AvlRecord {
-    let moving = param(r, "ignition") == Some("true");
+    let moving = r.ignition();
     let u8_io = |id, v: u8| IoElement {
         id,
         value: IoValue::U8(v),
     };
     AvlRecord {
-        timestamp_ms: (number(r, "timestamp") * 1000.0).round() as u64,
+        timestamp_ms: r.recorded_at_ms().max(0) as u64,
         priority: 0,
-        longitude: (number(r, "lon") * 1e7).round() as i32,
-        latitude: (number(r, "lat") * 1e7).round() as i32,
-        altitude: number(r, "altitude").round() as i16,
-        angle: number(r, "bearing").round() as u16 % 360,
+        longitude: (r.number("lon") * 1e7).round() as i32,
+        latitude: (r.number("lat") * 1e7).round() as i32,
+        altitude: r.number("altitude").round() as i16,
+        angle: r.number("bearing").round() as u16 % 360,
         satellites: 9,
-        speed_kmh: (number(r, "speed") * 1.852).round() as u16,
+        speed_kmh: (r.number("speed") * 1.852).round() as u16,
         event_io: 0,
         generation: None,
         io: vec![
             u8_io(IO_IGNITION, u8::from(moving)),
             u8_io(IO_MOVEMENT, u8::from(moving)),
-            u8_io(IO_BATTERY_LEVEL, number(r, "batt").clamp(0.0, 100.0) as u8),
+            u8_io(IO_BATTERY_LEVEL, r.number("batt").clamp(0.0, 100.0) as u8),
             IoElement {
                 id: IO_TOTAL_ODOMETER,
-                value: IoValue::U32(number(r, "odometer").max(0.0) as u32),
+                value: IoValue::U32(r.number("odometer").max(0.0) as u32),
             },
         ],
     }
@@ -96,11 +75,15 @@ impl Link {
 
     /// Sends `report` as one Codec 8 packet and waits for its acknowledgement.
     pub async fn send(&mut self, addr: SocketAddr, report: &Report) -> Outcome {
-        let imei = param(report, "id").unwrap_or_default().to_owned();
+        let imei = report.imei().to_owned();
         if self.stream.is_none() {
             match Self::connect(addr, &imei).await {
                 Ok(Some(s)) => self.stream = Some(s),
-                Ok(None) => return Outcome::Refused,
+                Ok(None) => {
+                    return Outcome::Refused(format!(
+                        "the server refused device {imei} at the Teltonika handshake (is it registered?)"
+                    ));
+                }
                 Err(e) => return Outcome::Failed(e),
             }
         }
