@@ -30,6 +30,15 @@ pub fn slow_subscriber() -> async_graphql::Error {
     .extend_with(|_, ext| ext.set("code", SLOW_SUBSCRIBER_CODE))
 }
 
+/// The last result of a subscription whose caller may no longer see one of its devices (the
+/// device was given to another account). Only this subscription ends; the socket stays open.
+pub fn access_withdrawn(imei: &ekko_core::Imei) -> async_graphql::Error {
+    async_graphql::Error::new(format!(
+        "device {imei} is no longer visible to you (it was given to another account): this subscription has ended"
+    ))
+    .extend_with(|_, ext| ext.set("code", "FORBIDDEN"))
+}
+
 /// Whether a subscription result is the overflow error of [`slow_subscriber`].
 pub fn is_slow_subscriber(response: &async_graphql::Response) -> bool {
     response.errors.iter().any(|e| {

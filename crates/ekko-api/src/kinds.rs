@@ -92,7 +92,7 @@ impl KindFilter {
         let Some(kinds) = &self.kinds else {
             return true;
         };
-        kinds.contains(match n.as_ref() {
+        kinds.contains(match &n.notification {
             DeviceNotification::Track(_) => "Track",
             DeviceNotification::Presence(_) => "Presence",
             DeviceNotification::Message(_) => "Message",

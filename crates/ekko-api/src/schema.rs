@@ -372,9 +372,10 @@ impl Subscription {
         }
         let stream = stream.filter(move |item| std::future::ready(kinds.accepts(item)));
         Ok(stream.map(|item| match item {
-            BusItem::Notification(n) => Ok(DeviceNotificationObject::from(n.as_ref())),
+            BusItem::Notification(n) => Ok(DeviceNotificationObject::from(&n.notification)),
             BusItem::Overflowed => Err(crate::errors::slow_subscriber()),
+            BusItem::AccessWithdrawn(imei) => Err(crate::errors::access_withdrawn(&imei)),
         }))
-        // The bus ends the stream right after `Overflowed`, so the error is the last item.
+        // The stream ends right after `Overflowed` or `AccessWithdrawn`: the error is the last item.
     }
 }

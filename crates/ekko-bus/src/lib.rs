@@ -12,8 +12,7 @@ use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 
 use ekko_core::Imei;
-use ekko_core::notification::DeviceNotification;
-use ekko_core::ports::{Bus, BusItem, BusStream};
+use ekko_core::ports::{Bus, BusItem, BusStream, Published};
 use futures::Stream;
 use tokio::sync::mpsc;
 
@@ -22,7 +21,7 @@ pub const DEFAULT_QUEUE: usize = 1024;
 
 struct Subscriber {
     id: u64,
-    tx: mpsc::Sender<Arc<DeviceNotification>>,
+    tx: mpsc::Sender<Arc<Published>>,
     overflowed: Arc<AtomicBool>,
 }
 
@@ -77,7 +76,7 @@ fn remove_subscriber(registry: &RwLock<Registry>, devices: &[Imei], id: u64) {
 }
 
 impl Bus for InProcessBus {
-    fn publish(&self, notification: Arc<DeviceNotification>) {
+    fn publish(&self, notification: Arc<Published>) {
         let device = notification.device().clone();
         let mut overflowed = Vec::new();
         {
@@ -154,7 +153,7 @@ impl Drop for Guard {
 }
 
 struct Subscription {
-    rx: mpsc::Receiver<Arc<DeviceNotification>>,
+    rx: mpsc::Receiver<Arc<Published>>,
     overflowed: Arc<AtomicBool>,
     told_overflow: bool,
     #[allow(dead_code)] // held for its Drop
@@ -184,6 +183,8 @@ impl Stream for Subscription {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ekko_core::ids::AccountId;
+    use ekko_core::notification::DeviceNotification;
     use ekko_core::time::now_ms;
     use ekko_core::track::Track;
     use futures::StreamExt;
@@ -192,15 +193,18 @@ mod tests {
         Imei::parse(s).unwrap()
     }
 
-    fn track(i: &Imei, id: i64) -> Arc<DeviceNotification> {
-        Arc::new(DeviceNotification::Track(Track {
-            id,
-            imei: i.clone(),
-            recorded_at: now_ms(),
-            received_at: now_ms(),
-            coordinates: None,
-            fields: vec![],
-        }))
+    fn track(i: &Imei, id: i64) -> Arc<Published> {
+        Arc::new(Published {
+            owner: AccountId::new_random(),
+            notification: DeviceNotification::Track(Track {
+                id,
+                imei: i.clone(),
+                recorded_at: now_ms(),
+                received_at: now_ms(),
+                coordinates: None,
+                fields: vec![],
+            }),
+        })
     }
 
     #[tokio::test]

@@ -58,6 +58,8 @@ pub trait Store: Send + Sync + 'static {
     // Devices
     async fn insert_device(&self, device: &Device) -> StoreResult<()>;
     async fn device_by_imei(&self, imei: &Imei) -> StoreResult<Option<Device>>;
+    /// Gives a device to another account (a no-op for an unknown IMEI: the domain checks first).
+    async fn set_device_owner(&self, imei: &Imei, owner: AccountId) -> StoreResult<()>;
 
     // Tracks
     async fn insert_track(
@@ -125,13 +127,31 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<RotateOutcome>;
 }
 
+/// What the bus carries: a notification, and the account that owned its device when the
+/// notification was stored. Subscriptions compare it with their caller, so a device given to
+/// another account stops flowing to its former owner without a store read per delivery.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Published {
+    pub owner: AccountId,
+    pub notification: DeviceNotification,
+}
+
+impl Published {
+    pub fn device(&self) -> &Imei {
+        self.notification.device()
+    }
+}
+
 /// One item a bus subscription yields.
 #[derive(Clone, Debug)]
 pub enum BusItem {
-    Notification(Arc<DeviceNotification>),
+    Notification(Arc<Published>),
     /// The subscriber fell so far behind that its bounded queue filled: it has been dropped
     /// from the bus, and the stream ends after this item.
     Overflowed,
+    /// The caller may no longer see this device (it was given to another account): the
+    /// subscription ends after this item, and nothing stored after the change reached it.
+    AccessWithdrawn(Imei),
 }
 
 pub type BusStream = Pin<Box<dyn Stream<Item = BusItem> + Send>>;
@@ -139,7 +159,7 @@ pub type BusStream = Pin<Box<dyn Stream<Item = BusItem> + Send>>;
 /// Live fan-out of notifications from ingestion to subscribers.
 pub trait Bus: Send + Sync + 'static {
     /// Never blocks: a subscriber whose queue is full is dropped, not waited for.
-    fn publish(&self, notification: Arc<DeviceNotification>);
+    fn publish(&self, notification: Arc<Published>);
     /// Registers interest in `devices` *before returning*: anything published after this call
     /// returns is delivered. Dropping the stream unsubscribes.
     fn subscribe(&self, devices: &[Imei]) -> BusStream;

@@ -13,7 +13,7 @@ use crate::notification::{
     DeviceMessage, DeviceNotification, MAX_NAME_CHARS, MAX_PAYLOAD_BYTES, MessageKind, NewMessage,
     NewPoke, NewPresence, Poke, Presence, PresenceKind,
 };
-use crate::ports::{Bus, BusStream, Store};
+use crate::ports::{Bus, BusItem, BusStream, Published, Store};
 use crate::time::now_ms;
 use crate::track::{MAX_FIELDS_PER_RECORD, Track, TrackRecord};
 
@@ -162,6 +162,39 @@ impl Ekko {
         }
     }
 
+    /// Gives a registered device to another account (an administrator's act: the CLI). From
+    /// then on its data flows to the new owner only: live subscriptions of the former owner
+    /// end with [`BusItem::AccessWithdrawn`] at the first notification stored after the change.
+    pub async fn transfer_device(
+        &self,
+        imei: &str,
+        new_owner_email: &str,
+    ) -> Result<Device, DomainError> {
+        let imei = Imei::parse(imei)?;
+        let email = normalize_email(new_owner_email)?;
+        let owner = self
+            .store
+            .account_by_email(&email)
+            .await?
+            .ok_or_else(|| DomainError::NotFound(format!("no account with email {email}")))?;
+        let device = self.require_registered(&imei).await?;
+        if device.owner != owner.id {
+            self.store.set_device_owner(&imei, owner.id).await?;
+        }
+        Ok(Device {
+            owner: owner.id,
+            ..device
+        })
+    }
+
+    /// Publishes a stored notification of a device owned by `owner`.
+    fn publish(&self, owner: AccountId, notification: DeviceNotification) {
+        self.bus.publish(Arc::new(Published {
+            owner,
+            notification,
+        }));
+    }
+
     /// Can `caller` see this device? Unknown and foreign devices look the same to the caller.
     async fn visible_device(&self, caller: &Caller, imei: &Imei) -> Result<bool, DomainError> {
         Ok(matches!(self.store.device_by_imei(imei).await?, Some(d) if d.owner == caller.account))
@@ -178,15 +211,9 @@ impl Ekko {
                 format!("a record may carry at most {MAX_FIELDS_PER_RECORD} fields"),
             ));
         }
-        if self.store.device_by_imei(&record.imei).await?.is_none() {
-            return Err(DomainError::NotFound(format!(
-                "device {} is not registered; register it first (ekko device create --imei {} --account EMAIL)",
-                record.imei, record.imei
-            )));
-        }
+        let device = self.require_registered(&record.imei).await?;
         let track = self.store.insert_track(&record, now_ms()).await?;
-        self.bus
-            .publish(Arc::new(DeviceNotification::Track(track.clone())));
+        self.publish(device.owner, DeviceNotification::Track(track.clone()));
         Ok(track)
     }
 
@@ -228,7 +255,7 @@ impl Ekko {
     ) -> Result<Presence, DomainError> {
         let reason = reason.map(|r| check_name("reason", r)).transpose()?;
         let protocol = protocol.map(|p| check_name("protocol", p)).transpose()?;
-        self.require_registered(imei).await?;
+        let device = self.require_registered(imei).await?;
         let presence = self
             .store
             .insert_presence(&NewPresence {
@@ -239,8 +266,7 @@ impl Ekko {
                 time: now_ms(),
             })
             .await?;
-        self.bus
-            .publish(Arc::new(DeviceNotification::Presence(presence.clone())));
+        self.publish(device.owner, DeviceNotification::Presence(presence.clone()));
         Ok(presence)
     }
 
@@ -251,10 +277,9 @@ impl Ekko {
         check_name("sender", &message.sender)?;
         check_name("recipient", &message.recipient)?;
         check_payload(&message.payload)?;
-        self.require_registered(&message.imei).await?;
+        let device = self.require_registered(&message.imei).await?;
         let stored = self.store.insert_message(&message, now_ms()).await?;
-        self.bus
-            .publish(Arc::new(DeviceNotification::Message(stored.clone())));
+        self.publish(device.owner, DeviceNotification::Message(stored.clone()));
         Ok(stored)
     }
 
@@ -264,10 +289,9 @@ impl Ekko {
         check_name("sender", &poke.sender)?;
         check_name("namespace", &poke.namespace)?;
         check_payload(&poke.payload)?;
-        self.require_registered(&poke.imei).await?;
+        let device = self.require_registered(&poke.imei).await?;
         let stored = self.store.insert_poke(&poke, now_ms()).await?;
-        self.bus
-            .publish(Arc::new(DeviceNotification::Poke(stored.clone())));
+        self.publish(device.owner, DeviceNotification::Poke(stored.clone()));
         Ok(stored)
     }
 
@@ -325,22 +349,6 @@ impl Ekko {
         Ok(imei)
     }
 
-    /// Is the caller still allowed to receive notifications of every one of `devices`?
-    /// Long-lived subscriptions call this to re-check access (a device moved to another
-    /// account stops flowing to its former owner).
-    pub async fn still_visible(
-        &self,
-        caller: &Caller,
-        devices: &[Imei],
-    ) -> Result<bool, DomainError> {
-        for imei in devices {
-            if !self.visible_device(caller, imei).await? {
-                return Ok(false);
-            }
-        }
-        Ok(true)
-    }
-
     // ---- live notifications ----
 
     /// Subscribes the caller to notifications of `device_ids`. The list is refused as a whole if
@@ -379,8 +387,34 @@ impl Ekko {
         }
         devices.sort();
         devices.dedup();
-        Ok(self.bus.subscribe(&devices))
+        Ok(withdraw_on_owner_change(
+            self.bus.subscribe(&devices),
+            caller.account,
+        ))
     }
+}
+
+/// Re-checks access on every delivery, for free: a notification published for another owner
+/// means the device changed hands since the subscription was made, so the subscriber is told
+/// (`AccessWithdrawn`) instead of receiving it, and the stream ends there.
+fn withdraw_on_owner_change(stream: BusStream, caller: AccountId) -> BusStream {
+    use futures::StreamExt;
+    Box::pin(
+        stream
+            .map(move |item| match item {
+                BusItem::Notification(p) if p.owner != caller => {
+                    BusItem::AccessWithdrawn(p.device().clone())
+                }
+                other => other,
+            })
+            .scan(false, |ended, item| {
+                if *ended {
+                    return std::future::ready(None);
+                }
+                *ended = matches!(item, BusItem::AccessWithdrawn(_));
+                std::future::ready(Some(item))
+            }),
+    )
 }
 
 fn check_name(field: &str, value: &str) -> Result<String, DomainError> {

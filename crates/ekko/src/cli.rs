@@ -169,6 +169,18 @@ enum DeviceCommand {
         #[arg(long)]
         account: String,
     },
+    /// Give a registered device to another account. Its former owner's live subscriptions
+    /// to it end with an error at its next record; works while `serve` runs.
+    Transfer {
+        #[command(flatten)]
+        data: DataDir,
+        /// The device's 15-digit IMEI.
+        #[arg(long)]
+        imei: String,
+        /// Email of the new owner.
+        #[arg(long)]
+        account: String,
+    },
     /// List unknown devices that tried to send data (IMEI, protocol, first/last seen,
     /// attempts), for an admin to claim with `ekko device create`.
     Pending {
@@ -363,6 +375,25 @@ async fn run(command: Command) -> Result<()> {
             let device = result?;
             println!(
                 "registered device {} for {}",
+                device.imei,
+                account.trim().to_lowercase()
+            );
+            Ok(())
+        }
+        Command::Device {
+            command:
+                DeviceCommand::Transfer {
+                    data,
+                    imei,
+                    account,
+                },
+        } => {
+            let (ekko, store) = server::open_domain(&data.dir()).await?;
+            let result = ekko.transfer_device(&imei, &account).await;
+            store.close().await;
+            let device = result?;
+            println!(
+                "device {} now belongs to {}",
                 device.imei,
                 account.trim().to_lowercase()
             );

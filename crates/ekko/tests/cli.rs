@@ -288,3 +288,70 @@ fn serve_reports_a_busy_port_clearly() {
         stderr(&out)
     );
 }
+
+#[test]
+fn device_transfer_gives_a_device_to_another_account_and_names_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    for email in ["ann@example.com", "bob@example.com"] {
+        let o = ekko(&[
+            "account",
+            "create",
+            "--data-dir",
+            d,
+            "--email",
+            email,
+            "--password",
+            "long enough pw",
+            "--full-name",
+            "Someone",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let imei = "359881234567899";
+    let o = ekko(&[
+        "device",
+        "create",
+        "--data-dir",
+        d,
+        "--imei",
+        imei,
+        "--account",
+        "ann@example.com",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = ekko(&[
+        "device",
+        "transfer",
+        "--data-dir",
+        d,
+        "--imei",
+        imei,
+        "--account",
+        "Bob@Example.com",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("now belongs to bob@example.com"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    for (imei, account, expected) in [
+        (imei, "nobody@example.com", "no account"),
+        ("356307042441013", "bob@example.com", "not registered"),
+        ("12345", "bob@example.com", "IMEI"),
+    ] {
+        let o = ekko(&[
+            "device",
+            "transfer",
+            "--data-dir",
+            d,
+            "--imei",
+            imei,
+            "--account",
+            account,
+        ]);
+        assert!(!o.status.success());
+        assert!(stderr(&o).contains(expected), "{expected}: {}", stderr(&o));
+    }
+}

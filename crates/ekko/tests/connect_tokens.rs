@@ -216,14 +216,6 @@ async fn a_refresh_with_an_unknown_scope_does_not_spend_the_token() {
     assert_eq!(ok.status(), 200);
 }
 
-/// Signs arbitrary claims with the server's own key, to forge expired or odd tokens.
-fn forge(s: &TestServer, claims: Value, header_alg: jsonwebtoken::Algorithm) -> String {
-    let keys = ekko_connect::SigningKeys::load_or_create(s.dir.path()).unwrap();
-    let mut header = jsonwebtoken::Header::new(header_alg);
-    header.kid = Some(keys.current().kid.clone());
-    jsonwebtoken::encode(&header, &claims, &keys.current().encoding).unwrap()
-}
-
 #[tokio::test]
 async fn graphql_refuses_expired_tampered_foreign_and_unsigned_tokens_with_401() {
     let s = start().await;

@@ -523,3 +523,29 @@ async fn a_client_that_never_reads_is_closed_with_1008_and_others_keep_receiving
     }
     assert!(got < N, "the slow client got everything ({got})");
 }
+
+#[tokio::test]
+async fn a_transferred_device_ends_the_former_owners_subscription_with_forbidden() {
+    let s = start().await;
+    let mut ws = acked(&s, "graphql-transport-ws").await;
+    send(
+        &mut ws,
+        json!({"id": "t1", "type": "subscribe", "payload": {"query": ALL_KINDS, "variables": {"ids": [IMEI]}}}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    transfer(&s, IMEI, OTHER_EMAIL).await;
+    assert_eq!(s.push_position(IMEI, 48.85837, 2.294481).await, 200);
+    let m = recv(&mut ws).await;
+    assert_eq!(m["type"], "next", "{m}");
+    assert_eq!(m["id"], "t1");
+    assert_eq!(
+        m["payload"]["errors"][0]["extensions"]["code"], "FORBIDDEN",
+        "{m}"
+    );
+    let done = recv(&mut ws).await;
+    assert_eq!(done, json!({"id": "t1", "type": "complete"}));
+    // The socket stays open: the new owner's device data never reaches it, a ping is answered.
+    send(&mut ws, json!({"type": "ping"})).await;
+    assert_eq!(recv(&mut ws).await["type"], "pong");
+}

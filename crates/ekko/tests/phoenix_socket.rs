@@ -468,3 +468,139 @@ async fn a_frame_over_the_size_limit_is_closed_with_1009() {
     let closed = recv(&mut ws).await;
     assert_eq!(closed["closed"][0], 1009, "{closed}");
 }
+
+#[tokio::test]
+async fn phx_leave_is_answered_then_the_channel_closes() {
+    let s = start().await;
+    let t = s.token().await;
+    let mut ws = v1_socket(&s, &t).await;
+    join_v1(&mut ws).await;
+    send(
+        &mut ws,
+        json!({"topic": "__absinthe__:control", "event": "phx_leave", "payload": {}, "ref": 7}),
+    )
+    .await;
+    let reply = recv(&mut ws).await;
+    assert_eq!(reply["event"], "phx_reply", "{reply}");
+    assert_eq!(reply["ref"], 7);
+    assert_eq!(reply["payload"]["status"], "ok");
+    let close = recv(&mut ws).await;
+    assert_eq!(close["event"], "phx_close", "{close}");
+    assert_eq!(close["topic"], "__absinthe__:control");
+    // A doc on the left channel is no longer accepted; the socket itself is still usable.
+    send(
+        &mut ws,
+        json!({"topic": "__absinthe__:control", "event": "doc", "ref": 8,
+        "payload": {"query": TRACK_SUBSCRIPTION, "variables": {"ids": [IMEI]}}}),
+    )
+    .await;
+    let r = recv(&mut ws).await;
+    assert_eq!(r["payload"]["status"], "error", "{r}");
+    send(
+        &mut ws,
+        json!({"topic": "phoenix", "event": "heartbeat", "payload": {}, "ref": 9}),
+    )
+    .await;
+    assert_eq!(recv(&mut ws).await["payload"]["status"], "ok");
+}
+
+#[tokio::test]
+async fn an_unmatched_topic_gets_an_error_reply_and_the_socket_survives() {
+    let s = start().await;
+    let t = s.token().await;
+    let mut ws = v1_socket(&s, &t).await;
+    send(
+        &mut ws,
+        json!({"topic": "rooms:lobby", "event": "phx_join", "payload": {}, "ref": 3}),
+    )
+    .await;
+    let r = recv(&mut ws).await;
+    assert_eq!(r["event"], "phx_reply", "{r}");
+    assert_eq!(r["ref"], 3);
+    assert_eq!(r["payload"]["status"], "error");
+    assert_eq!(r["payload"]["response"]["reason"], "unmatched topic", "{r}");
+    join_v1(&mut ws).await;
+}
+
+#[tokio::test]
+async fn operation_name_picks_the_operation_or_gets_a_clear_error() {
+    let s = start().await;
+    let t = s.token().await;
+    let mut ws = v1_socket(&s, &t).await;
+    join_v1(&mut ws).await;
+    let doc = "query Me { account { email } } query Other { account { full_name } }";
+    send(
+        &mut ws,
+        json!({"topic": "__absinthe__:control", "event": "doc", "ref": 2,
+        "payload": {"query": doc, "variables": {}, "operationName": "Other"}}),
+    )
+    .await;
+    let r = recv(&mut ws).await;
+    assert_eq!(r["payload"]["status"], "ok", "{r}");
+    assert_eq!(
+        r["payload"]["response"]["data"],
+        json!({"account": {"full_name": FULL_NAME}})
+    );
+    send(
+        &mut ws,
+        json!({"topic": "__absinthe__:control", "event": "doc", "ref": 3,
+        "payload": {"query": doc, "variables": {}}}),
+    )
+    .await;
+    let r = recv(&mut ws).await;
+    assert_eq!(r["payload"]["status"], "error", "{r}");
+    let text = r["payload"]["response"].to_string();
+    assert!(text.to_lowercase().contains("operation"), "{r}");
+}
+
+#[tokio::test]
+async fn a_socket_is_closed_with_4401_when_its_token_expires() {
+    let s = start().await;
+    let t = short_lived_token(&s, 2).await;
+    let mut ws = v1_socket(&s, &t).await;
+    join_v1(&mut ws).await;
+    let reply = subscribe_v1(&mut ws, 2, &[IMEI]).await;
+    assert_eq!(reply["payload"]["status"], "ok", "{reply}");
+    let closed = recv_within(&mut ws, Duration::from_secs(10))
+        .await
+        .expect("a close within 10 s");
+    let c = &closed["closed"];
+    assert_eq!(c[0], 4401, "{closed}");
+    assert!(c[1].as_str().unwrap().contains("expired"), "{closed}");
+}
+
+#[tokio::test]
+async fn a_device_given_to_another_account_stops_flowing_to_its_former_owner() {
+    let s = start().await;
+    let t = s.token().await;
+    let mut ws = v1_socket(&s, &t).await;
+    join_v1(&mut ws).await;
+    let reply = subscribe_v1(&mut ws, 2, &[IMEI]).await;
+    let id = reply["payload"]["response"]["subscriptionId"].clone();
+    assert_eq!(s.push_position(IMEI, 48.85, 2.29).await, 200);
+    assert!(next_data(&mut ws).await["payload"]["result"]["data"].is_object());
+
+    transfer(&s, IMEI, OTHER_EMAIL).await;
+    assert_eq!(s.push_position(IMEI, 48.86, 2.30).await, 200);
+    let last = next_data(&mut ws).await;
+    assert_eq!(last["topic"], id);
+    let errors = &last["payload"]["result"]["errors"];
+    assert_eq!(errors[0]["extensions"]["code"], "FORBIDDEN", "{last}");
+    assert!(
+        errors[0]["message"].as_str().unwrap().contains(IMEI),
+        "{last}"
+    );
+    assert!(last["payload"]["result"]["data"].is_null(), "{last}");
+    // Nothing more flows to the former owner, and the socket stays open.
+    assert_eq!(s.push_position(IMEI, 48.87, 2.31).await, 200);
+    send(
+        &mut ws,
+        json!({"topic": "phoenix", "event": "heartbeat", "payload": {}, "ref": 9}),
+    )
+    .await;
+    let hb = recv(&mut ws).await;
+    assert_eq!(hb["topic"], "phoenix", "no data after the withdrawal: {hb}");
+    // A new subscription to the device is refused now.
+    let again = subscribe_v1(&mut ws, 10, &[IMEI]).await;
+    assert_eq!(again["payload"]["status"], "error", "{again}");
+}

@@ -5,8 +5,7 @@
 //! packet is durable. Resends are recognised (same device, same `recorded_at`, same content as
 //! the device sent it) and stored once; the resend is still a success, so the device gets its ack.
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 
@@ -87,12 +86,11 @@ impl Ekko {
                 ),
             ));
         }
-        let devices: BTreeSet<&Imei> = records.iter().map(|r| &r.imei).collect();
-        for imei in devices {
-            if !self.device_is_registered(imei).await? {
-                return Err(DomainError::NotFound(format!(
-                    "device {imei} is not registered; register it first (ekko device create --imei {imei} --account EMAIL)"
-                )));
+        let mut owners = BTreeMap::new();
+        for r in &records {
+            if !owners.contains_key(&r.imei) {
+                let device = self.require_registered(&r.imei).await?;
+                owners.insert(r.imei.clone(), device.owner);
             }
         }
         let now = now_ms();
@@ -106,8 +104,10 @@ impl Ekko {
             .collect();
         let stored = self.store.insert_tracks(&batch, now).await?;
         for track in &stored {
-            self.bus
-                .publish(Arc::new(DeviceNotification::Track(track.clone())));
+            self.publish(
+                owners[&track.imei],
+                DeviceNotification::Track(track.clone()),
+            );
         }
         Ok(IngestOutcome {
             duplicates: batch.len() - stored.len(),

@@ -218,6 +218,16 @@ impl Store for SqliteStore {
             .transpose()
     }
 
+    async fn set_device_owner(&self, imei: &Imei, owner: AccountId) -> StoreResult<()> {
+        sqlx::query("UPDATE devices SET owner = ? WHERE imei = ?")
+            .bind(owner.to_string())
+            .bind(imei.as_str())
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
     async fn insert_track(&self, rec: &TrackRecord, received_at: Timestamp) -> StoreResult<Track> {
         self.insert_one_track(rec, received_at).await
     }

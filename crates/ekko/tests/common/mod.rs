@@ -155,6 +155,36 @@ impl TestServer {
     }
 }
 
+/// Signs arbitrary claims with the server's own key, to forge expired or odd tokens.
+pub fn forge(s: &TestServer, claims: Value, header_alg: jsonwebtoken::Algorithm) -> String {
+    let keys = ekko_connect::SigningKeys::load_or_create(s.dir.path()).unwrap();
+    let mut header = jsonwebtoken::Header::new(header_alg);
+    header.kid = Some(keys.current().kid.clone());
+    jsonwebtoken::encode(&header, &claims, &keys.current().encoding).unwrap()
+}
+
+/// The caller's real token with its lifetime cut to `secs` from now (signed with the server's key).
+pub async fn short_lived_token(s: &TestServer, secs: i64) -> String {
+    use base64::Engine;
+    let token = s.token().await;
+    let payload = token.split('.').nth(1).unwrap();
+    let mut claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    claims["exp"] = json!(chrono::Utc::now().timestamp() + secs);
+    forge(s, claims, jsonwebtoken::Algorithm::RS256)
+}
+
+/// Gives a device to another account while the server runs, as `ekko device transfer` does.
+pub async fn transfer(s: &TestServer, imei: &str, email: &str) {
+    let (ekko, store) = server::open_domain(s.dir.path()).await.unwrap();
+    ekko.transfer_device(imei, email).await.unwrap();
+    store.close().await;
+}
+
 pub type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
