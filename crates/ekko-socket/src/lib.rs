@@ -16,3 +16,8 @@ pub mod graphql_path;
 pub mod graphql_ws;
 pub mod phoenix;
 pub mod sse;
+
+/// Read buffer of every WebSocket, in bytes. tungstenite allocates it eagerly per socket and
+/// defaults to 128 KiB, which made a mostly idle subscriber cost ~150 KiB; subscribers read
+/// little (a `doc`, heartbeats), and a larger message still arrives, in several reads.
+pub(crate) const WS_READ_BUFFER_BYTES: usize = 4 * 1024;

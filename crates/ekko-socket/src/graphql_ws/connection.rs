@@ -55,6 +55,7 @@ pub async fn upgrade(
     let config = state.config.clone();
     let ws = ws
         .protocols([Protocol::TRANSPORT_WS, Protocol::LEGACY_WS])
+        .read_buffer_size(crate::WS_READ_BUFFER_BYTES)
         .max_message_size(config.max_message_bytes)
         .max_frame_size(config.max_message_bytes);
     ws.on_upgrade(move |mut socket| async move {

@@ -128,6 +128,7 @@ async fn upgrade(
     let caller: Option<Caller> = authn.map(|a| a.caller);
     let config = state.config.clone();
     ws.protocols(["phoenix"])
+        .read_buffer_size(crate::WS_READ_BUFFER_BYTES)
         .max_message_size(config.max_message_bytes)
         .max_frame_size(config.max_message_bytes)
         .on_upgrade(move |socket| async move {
