@@ -7,6 +7,7 @@
 //! Only this crate knows GraphQL. Socket transports (Phoenix/Absinthe, ...) execute the same
 //! [`EkkoSchema`] and pass the caller the same way ([`RequestAuth`]).
 
+pub mod devices;
 pub mod errors;
 pub mod http;
 pub mod kinds;

@@ -18,11 +18,11 @@ use futures::{Stream, StreamExt};
 use crate::errors::to_graphql;
 use crate::{RequestAuth, SubscriptionReady};
 
-fn caller<'a>(ctx: &'a Context<'_>) -> Option<&'a Caller> {
+pub(crate) fn caller<'a>(ctx: &'a Context<'_>) -> Option<&'a Caller> {
     ctx.data_opt::<RequestAuth>().and_then(|a| a.0.as_ref())
 }
 
-fn ekko<'a>(ctx: &'a Context<'_>) -> &'a Ekko {
+pub(crate) fn ekko<'a>(ctx: &'a Context<'_>) -> &'a Ekko {
     ctx.data_unchecked::<Ekko>()
 }
 
@@ -74,11 +74,11 @@ impl AccountObject {
 #[graphql(name = "Coordinates")]
 pub struct CoordinatesObject {
     /// Latitude, WGS-84 degrees.
-    lat: f64,
+    pub(crate) lat: f64,
     /// Longitude, WGS-84 degrees.
-    lng: f64,
+    pub(crate) lng: f64,
     /// When the device recorded this position (RFC 3339 UTC, milliseconds).
-    time: String,
+    pub(crate) time: String,
 }
 
 /// One named value of a track, in Munic units (see the field table in the README).
@@ -86,11 +86,11 @@ pub struct CoordinatesObject {
 #[graphql(name = "TrackField")]
 pub struct TrackFieldObject {
     /// Munic field name, e.g. GPS_SPEED.
-    name: String,
+    pub(crate) name: String,
     /// The value: an integer, float, boolean or string.
-    value: Json<serde_json::Value>,
+    pub(crate) value: Json<serde_json::Value>,
     /// The record's position, or null when the device had no fix.
-    coordinates: Option<CoordinatesObject>,
+    pub(crate) coordinates: Option<CoordinatesObject>,
 }
 
 /// What a device recorded at one instant.
@@ -278,6 +278,35 @@ impl Query {
             .account(caller(ctx), id.as_ref().map(|i| i.as_str()))
             .await
             .map(AccountObject)
+            .map_err(to_graphql)
+    }
+
+    /// A device you can see, by IMEI (`NOT_FOUND` otherwise).
+    async fn device(&self, ctx: &Context<'_>, id: ID) -> Result<crate::devices::DeviceObject> {
+        ekko(ctx)
+            .device(caller(ctx), id.as_str())
+            .await
+            .map(crate::devices::DeviceObject)
+            .map_err(to_graphql)
+    }
+
+    /// The devices you can see, by IMEI. `page_size`: default 50, at most 500.
+    async fn devices(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(name = "page_size")] page_size: Option<i64>,
+        #[graphql(name = "page_id")] page_id: Option<ID>,
+    ) -> Result<crate::devices::DevicePaged> {
+        ekko(ctx)
+            .devices(
+                caller(ctx),
+                ekko_core::service::history::PageArgs {
+                    page_size,
+                    page_id: page_id.as_ref().map(|p| p.as_str()),
+                },
+            )
+            .await
+            .map(crate::devices::DevicePaged::from)
             .map_err(to_graphql)
     }
 }

@@ -10,6 +10,7 @@ use futures::Stream;
 use crate::account::Account;
 use crate::device::Device;
 use crate::error::StoreError;
+use crate::history::{LastValue, Reading, TrackWindow};
 use crate::ids::{AccountId, Imei};
 use crate::notification::{
     DeviceMessage, DeviceNotification, NewMessage, NewPoke, NewPresence, Poke, Presence,
@@ -60,6 +61,14 @@ pub trait Store: Send + Sync + 'static {
     async fn device_by_imei(&self, imei: &Imei) -> StoreResult<Option<Device>>;
     /// Gives a device to another account (a no-op for an unknown IMEI: the domain checks first).
     async fn set_device_owner(&self, imei: &Imei, owner: AccountId) -> StoreResult<()>;
+    /// The owner's devices by IMEI, after `after`, at most `limit`.
+    async fn devices_of(
+        &self,
+        owner: AccountId,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<Device>>;
+    async fn count_devices_of(&self, owner: AccountId) -> StoreResult<u64>;
 
     // Tracks
     async fn insert_track(
@@ -68,6 +77,34 @@ pub trait Store: Send + Sync + 'static {
         received_at: Timestamp,
     ) -> StoreResult<Track>;
     async fn recent_tracks(&self, imei: &Imei, limit: u32) -> StoreResult<Vec<Track>>;
+    /// The device's tracks in `window`, oldest first (by `recorded_at`, then id).
+    async fn tracks_in_window(&self, imei: &Imei, window: &TrackWindow) -> StoreResult<Vec<Track>>;
+    /// How many tracks the device recorded in `[since, until)`.
+    async fn count_tracks(
+        &self,
+        imei: &Imei,
+        since: Option<Timestamp>,
+        until: Option<Timestamp>,
+    ) -> StoreResult<u64>;
+    /// The most recently recorded track that has a position.
+    async fn last_positioned_track(&self, imei: &Imei) -> StoreResult<Option<Track>>;
+    /// The last value of every field the device ever sent, by name.
+    async fn last_values(&self, imei: &Imei) -> StoreResult<Vec<LastValue>>;
+    /// The values of field `name` in the tracks of `window`, oldest first.
+    async fn readings(
+        &self,
+        imei: &Imei,
+        name: &str,
+        window: &TrackWindow,
+    ) -> StoreResult<Vec<Reading>>;
+    /// How many tracks in `[since, until)` carry field `name`.
+    async fn count_readings(
+        &self,
+        imei: &Imei,
+        name: &str,
+        since: Option<Timestamp>,
+        until: Option<Timestamp>,
+    ) -> StoreResult<u64>;
     /// Stores a batch in one transaction: all of it is durable when this returns, or none of it.
     /// A record whose (device, `recorded_at`, `dedup_key`) is already stored is skipped (a
     /// resend). Returns the newly stored tracks, in the batch's order.

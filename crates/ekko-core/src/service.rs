@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+pub mod history;
 pub mod ingest;
 
 use crate::account::{Account, normalize_email, validate_full_name};

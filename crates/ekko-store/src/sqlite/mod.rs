@@ -9,6 +9,7 @@ use ekko_core::account::Account;
 use ekko_core::device::Device;
 use ekko_core::error::StoreError;
 use ekko_core::fields::Field;
+use ekko_core::history::{LastValue, Reading, TrackWindow};
 use ekko_core::notification::{DeviceMessage, NewMessage, NewPoke, NewPresence, Poke, Presence};
 use ekko_core::ports::{RefreshTokenRecord, RotateOutcome, Store, StoreResult};
 use ekko_core::time::{Timestamp, from_unix_ms};
@@ -22,6 +23,7 @@ use sqlx::{Row, migrate::Migrator};
 
 mod connect;
 mod events;
+mod history;
 mod integrations;
 mod tracks_batch;
 mod writer;
@@ -226,6 +228,59 @@ impl Store for SqliteStore {
             .await
             .map_err(backend)?;
         Ok(())
+    }
+
+    async fn devices_of(
+        &self,
+        owner: AccountId,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<Device>> {
+        self.devices_of_owner(owner, after, limit).await
+    }
+
+    async fn count_devices_of(&self, owner: AccountId) -> StoreResult<u64> {
+        self.count_devices_of_owner(owner).await
+    }
+
+    async fn tracks_in_window(&self, imei: &Imei, window: &TrackWindow) -> StoreResult<Vec<Track>> {
+        self.tracks_window(imei, window).await
+    }
+
+    async fn count_tracks(
+        &self,
+        imei: &Imei,
+        since: Option<Timestamp>,
+        until: Option<Timestamp>,
+    ) -> StoreResult<u64> {
+        self.count_tracks_window(imei, since, until).await
+    }
+
+    async fn last_positioned_track(&self, imei: &Imei) -> StoreResult<Option<Track>> {
+        self.last_positioned(imei).await
+    }
+
+    async fn last_values(&self, imei: &Imei) -> StoreResult<Vec<LastValue>> {
+        self.last_values_of(imei).await
+    }
+
+    async fn readings(
+        &self,
+        imei: &Imei,
+        name: &str,
+        window: &TrackWindow,
+    ) -> StoreResult<Vec<Reading>> {
+        self.readings_window(imei, name, window).await
+    }
+
+    async fn count_readings(
+        &self,
+        imei: &Imei,
+        name: &str,
+        since: Option<Timestamp>,
+        until: Option<Timestamp>,
+    ) -> StoreResult<u64> {
+        self.count_readings_window(imei, name, since, until).await
     }
 
     async fn insert_track(&self, rec: &TrackRecord, received_at: Timestamp) -> StoreResult<Track> {

@@ -29,7 +29,12 @@ struct Row7 {
     fields: String,
     /// `None` for single-record ingestion (no de-duplication: the unique index never matches).
     dedup_key: Option<String>,
+    /// Each field's name and JSON value, for `device_last_values`.
+    values: Vec<(String, String)>,
 }
+
+/// Rows per multi-row upsert of `device_last_values` (7 parameters each).
+const LAST_VALUES_PER_STATEMENT: usize = 256;
 
 /// Stores `rows` in the next group commit; for each row, the id it was stored under, or
 /// `None` for a resend that was skipped.
@@ -56,6 +61,15 @@ fn row_of(record: &TrackRecord, dedup_key: Option<&str>) -> StoreResult<Row7> {
         fields: serde_json::to_string(&record.fields)
             .map_err(|e| StoreError::Backend(e.to_string()))?,
         dedup_key: dedup_key.map(str::to_owned),
+        values: record
+            .fields
+            .iter()
+            .map(|f| {
+                serde_json::to_string(&f.value)
+                    .map(|v| (f.name.clone(), v))
+                    .map_err(|e| StoreError::Backend(e.to_string()))
+            })
+            .collect::<StoreResult<_>>()?,
     })
 }
 
@@ -131,7 +145,81 @@ async fn insert_rows(
         }
         ids.extend(insert_deduplicated(conn, chunk, received_at).await?);
     }
+    update_last_values(conn, rows, &ids).await?;
     Ok(ids)
+}
+
+/// Moves each (device, field) of the stored rows to its newest value: one row per pair however
+/// many records of the job carry it, and an older record (a device's buffered backlog) never
+/// replaces a newer value — the upsert compares (recorded_at, track id).
+async fn update_last_values(
+    conn: &mut SqliteConnection,
+    rows: &[Row7],
+    ids: &[Option<i64>],
+) -> StoreResult<()> {
+    #[derive(Clone, Copy)]
+    struct Newest<'a> {
+        recorded_at: i64,
+        id: i64,
+        value: &'a str,
+        lat: Option<f64>,
+        lng: Option<f64>,
+    }
+    let mut newest: HashMap<(&str, &str), Newest> = HashMap::new();
+    for (r, id) in rows.iter().zip(ids) {
+        let Some(id) = *id else { continue };
+        for (name, value) in &r.values {
+            let candidate = Newest {
+                recorded_at: r.recorded_at,
+                id,
+                value,
+                lat: r.lat,
+                lng: r.lng,
+            };
+            newest
+                .entry((r.imei.as_str(), name.as_str()))
+                .and_modify(|n| {
+                    if (candidate.recorded_at, candidate.id) > (n.recorded_at, n.id) {
+                        *n = candidate;
+                    }
+                })
+                .or_insert(candidate);
+        }
+    }
+    let newest: Vec<_> = newest.into_iter().collect();
+    for chunk in newest.chunks(LAST_VALUES_PER_STATEMENT) {
+        let mut sql = String::from(
+            "INSERT INTO device_last_values (imei, name, value, recorded_at, track_id, lat, lng) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            sql.push_str(if i == 0 {
+                "(?,?,?,?,?,?,?)"
+            } else {
+                ",(?,?,?,?,?,?,?)"
+            });
+        }
+        sql.push_str(
+            " ON CONFLICT (imei, name) DO UPDATE SET value = excluded.value, \
+             recorded_at = excluded.recorded_at, track_id = excluded.track_id, \
+             lat = excluded.lat, lng = excluded.lng \
+             WHERE (excluded.recorded_at, excluded.track_id) > \
+             (device_last_values.recorded_at, device_last_values.track_id)",
+        );
+        // Only placeholders are appended to the literal: the values are bound, never spliced.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for ((imei, name), n) in chunk {
+            query = query
+                .bind(*imei)
+                .bind(*name)
+                .bind(n.value)
+                .bind(n.recorded_at)
+                .bind(n.id)
+                .bind(n.lat)
+                .bind(n.lng);
+        }
+        query.execute(&mut *conn).await.map_err(backend)?;
+    }
+    Ok(())
 }
 
 /// One multi-row `INSERT OR IGNORE`: a row whose unique key already exists (or appeared earlier
