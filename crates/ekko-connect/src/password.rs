@@ -1,7 +1,15 @@
 //! Password hashing: argon2id with OWASP's parameters (19 MiB, t=2, p=1), run on the blocking
 //! pool so that a burst of sign-ins cannot stall the async runtime.
+//!
+//! At most one hash per CPU runs at a time; the rest wait their turn. argon2 is CPU- and
+//! memory-bound: running 20 at once on 2 cores makes every one of them 10 times slower (each
+//! answer waits for all the others), thrashes the caches with 20 × 19 MiB, and lets a burst of
+//! sign-ins take memory without bound. Queued in order, the same burst finishes sooner on
+//! average and the first callers are answered first.
 
 use std::sync::LazyLock;
+
+use tokio::sync::Semaphore;
 
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -37,7 +45,15 @@ pub fn check_policy(password: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// One permit per CPU: how many argon2 computations may run at once.
+static SLOTS: LazyLock<Semaphore> =
+    LazyLock::new(|| Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())));
+
 pub async fn hash(password: String) -> Result<String, String> {
+    let _slot = SLOTS
+        .acquire()
+        .await
+        .map_err(|e| format!("hashing queue closed: {e}"))?;
     tokio::task::spawn_blocking(move || {
         hasher()
             .hash_password(password.as_bytes())
@@ -50,6 +66,9 @@ pub async fn hash(password: String) -> Result<String, String> {
 
 /// Verifies `password` against `phc`; with `None` it burns the same time and returns false.
 pub async fn verify(password: String, phc: Option<String>) -> bool {
+    let Ok(_slot) = SLOTS.acquire().await else {
+        return false;
+    };
     tokio::task::spawn_blocking(move || {
         if password.len() > MAX_PASSWORD_BYTES {
             return false;
