@@ -153,13 +153,15 @@ async fn main() -> anyhow::Result<()> {
     let table = format!(
         "<!-- teltonika:begin -->\n\
          Durable records/s through the Teltonika TCP listener (`cargo run --release -p ekko --example bench_teltonika -- {devices} {packets} {per_packet}`; \
-         one packet in flight per connection, each packet committed in one SQLite transaction with `synchronous=FULL`, \
-         acknowledged after the commit; {} cores).\n\n\
+         one packet in flight per connection; the packets waiting at the single writer are group-committed \
+         (one SQLite transaction and one fsync, `synchronous=FULL`), each acknowledged after that commit; {} cores, \
+         shared with the load generator).\n\n\
          | path | connections | records/packet | records | time | records/s | p50 ack | p99 ack |\n\
          |---|---|---|---|---|---|---|---|\n{row}\n\n\
-         The issue's target is 100,000 records/s: not reached. Each packet is its own transaction, \
-         so the rate is bounded by one fsync per packet on the single writer; committing the \
-         packets of concurrent connections together (group commit) is the known next step.\n\
+         The issue's target is 100,000 records/s: not reached. With group commit the fsyncs are \
+         shared, and the single writer's SQL per record (the row, its two indexes, the de-duplication \
+         key and the `device_last_values` upsert) on a core shared with decoding and the load generator \
+         is what bounds the rate; records/s is the records of all packets over the wall time.\n\
          <!-- teltonika:end -->\n",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
