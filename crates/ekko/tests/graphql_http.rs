@@ -218,3 +218,36 @@ async fn response_fields_come_in_query_order() {
         );
     }
 }
+
+#[tokio::test]
+async fn queries_over_the_depth_or_complexity_limit_get_a_clear_error() {
+    let s = start().await;
+    let t = s.token().await;
+    // Nesting deeper than ekko_api::MAX_QUERY_DEPTH (32).
+    let mut deep = String::from("name");
+    for _ in 0..40 {
+        deep = format!("ofType {{ {deep} }}");
+    }
+    let q = format!("{{ __schema {{ types {{ fields {{ type {{ {deep} }} }} }} }} }}");
+    let (status, body) = s.graphql(Some(&t), &q, json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let message = body["errors"][0]["message"].as_str().unwrap_or("");
+    // The parser's recursion limit or the depth validation, whichever trips first.
+    assert!(
+        message.contains("nested too deep") || message.contains("recursion depth"),
+        "{body}"
+    );
+    assert!(body.get("data").is_none_or(Value::is_null), "{body}");
+
+    // More than ekko_api::MAX_QUERY_COMPLEXITY (10 000) fields in one query.
+    // (Each aliased `account { id }` counts 2; `__typename` does not count at all.)
+    let wide: String = (0..5_050)
+        .map(|i| format!("a{i}: account {{ id }} "))
+        .collect();
+    let (status, body) = s
+        .graphql(Some(&t), &format!("{{ {wide} }}"), json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let message = body["errors"][0]["message"].as_str().unwrap_or("");
+    assert!(message.contains("too complex"), "{body}");
+}
