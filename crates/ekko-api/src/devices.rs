@@ -39,6 +39,7 @@ impl DeviceObject {
     /// The tracks the device recorded in `[since, until)` (RFC 3339; both optional), oldest
     /// first. `fields` keeps only the named fields in each track. `page_size`: default 100,
     /// at most 1000.
+    #[graphql(complexity = "paged_complexity(page_size, 100, 1000, 10, child_complexity)")]
     async fn tracks(
         &self,
         ctx: &Context<'_>,
@@ -101,6 +102,7 @@ impl DeviceObject {
 
     /// One field's values in `[since, until)`, oldest first, as parallel arrays (the compact
     /// form for long series). `page_size`: default 1000, at most 10000.
+    #[graphql(complexity = "paged_complexity(page_size, 1000, 10000, 100, child_complexity)")]
     async fn readings(
         &self,
         ctx: &Context<'_>,
@@ -151,6 +153,21 @@ fn last_value(v: &LastValue) -> TrackFieldObject {
             time: rfc3339(&v.recorded_at),
         }),
     }
+}
+
+/// What a paged field costs against the query's complexity budget: its selection's cost times
+/// the page size, scaled down by `per` (so a whole page of tracks costs like `page/per` single
+/// objects). Without it, 100 aliases of a 1000-track page would pass as 100 cheap fields. The
+/// page size is clamped here; out-of-range values get their own clear error when resolved.
+pub(crate) fn paged_complexity(
+    page_size: Option<i64>,
+    default: i64,
+    max: i64,
+    per: usize,
+    child_complexity: usize,
+) -> usize {
+    let size = page_size.unwrap_or(default).clamp(1, max) as usize;
+    1 + size.saturating_mul(child_complexity) / per
 }
 
 fn saturating_i64(n: u64) -> i64 {

@@ -291,6 +291,9 @@ impl Query {
     }
 
     /// The devices you can see, by IMEI. `page_size`: default 50, at most 500.
+    #[graphql(
+        complexity = "crate::devices::paged_complexity(page_size, 50, 500, 10, child_complexity)"
+    )]
     async fn devices(
         &self,
         ctx: &Context<'_>,

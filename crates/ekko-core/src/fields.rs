@@ -20,7 +20,7 @@
 //! | MDI_RECORD_DELAYED | boolean | recorded while offline, sent later               | Munic  |
 //! | EKKO_CLOCK_SKEW_MS | integer | recorded_at − received_at, ms, when implausible   | Ekko   |
 //!
-//! Batch ingestion (`Ekko::ingest_tracks`) adds the last two itself: `MDI_RECORD_DELAYED = true`
+//! Ingestion (`Ekko::ingest_tracks`, `Ekko::ingest_track`) adds the last two itself: `MDI_RECORD_DELAYED = true`
 //! when a record reaches Ekko more than [`DELAYED_AFTER_MS`] after it was recorded (buffered on
 //! the device), and `EKKO_CLOCK_SKEW_MS` when its `recorded_at` is more than
 //! [`FUTURE_SKEW_MS`] in the future or more than [`PAST_SKEW_MS`] in the past (a device clock that

@@ -205,7 +205,7 @@ impl Ekko {
 
     /// Stores a record from a device durably, then publishes it. The caller (a gateway)
     /// acknowledges to the device only after this returns `Ok`.
-    pub async fn ingest_track(&self, record: TrackRecord) -> Result<Track, DomainError> {
+    pub async fn ingest_track(&self, mut record: TrackRecord) -> Result<Track, DomainError> {
         if record.fields.len() > MAX_FIELDS_PER_RECORD {
             return Err(DomainError::invalid(
                 "fields",
@@ -213,7 +213,9 @@ impl Ekko {
             ));
         }
         let device = self.require_registered(&record.imei).await?;
-        let track = self.store.insert_track(&record, now_ms()).await?;
+        let now = now_ms();
+        ingest::flag_timing(&mut record, &now);
+        let track = self.store.insert_track(&record, now).await?;
         self.publish(device.owner, DeviceNotification::Track(track.clone()));
         Ok(track)
     }
@@ -342,7 +344,16 @@ impl Ekko {
 
     /// The device `device_id` if the caller can see it; unknown and foreign look the same.
     async fn owned_device(&self, caller: &Caller, device_id: &str) -> Result<Imei, DomainError> {
-        let not_found = || DomainError::NotFound(format!("no device {device_id} visible to you"));
+        let not_found = || {
+            // Quoted (an empty id stays visible) and cut short (the id is the caller's input).
+            let shown: String = device_id.chars().take(64).collect();
+            let more = if shown.len() < device_id.len() {
+                "…"
+            } else {
+                ""
+            };
+            DomainError::NotFound(format!("no device '{shown}{more}' visible to you"))
+        };
         let imei = Imei::parse(device_id).map_err(|_| not_found())?;
         if !self.visible_device(caller, &imei).await? {
             return Err(not_found());
@@ -398,24 +409,24 @@ impl Ekko {
 /// Re-checks access on every delivery, for free: a notification published for another owner
 /// means the device changed hands since the subscription was made, so the subscriber is told
 /// (`AccessWithdrawn`) instead of receiving it, and the stream ends there.
+///
+/// The stream ends right after `AccessWithdrawn`, without waiting for the bus's next item (the
+/// client is told `complete` at once, not at the device's next record).
 fn withdraw_on_owner_change(stream: BusStream, caller: AccountId) -> BusStream {
     use futures::StreamExt;
-    Box::pin(
-        stream
-            .map(move |item| match item {
+    Box::pin(futures::stream::unfold(
+        Some(stream),
+        move |stream| async move {
+            let mut stream = stream?;
+            let item = match stream.next().await? {
                 BusItem::Notification(p) if p.owner != caller => {
-                    BusItem::AccessWithdrawn(p.device().clone())
+                    return Some((BusItem::AccessWithdrawn(p.device().clone()), None));
                 }
                 other => other,
-            })
-            .scan(false, |ended, item| {
-                if *ended {
-                    return std::future::ready(None);
-                }
-                *ended = matches!(item, BusItem::AccessWithdrawn(_));
-                std::future::ready(Some(item))
-            }),
-    )
+            };
+            Some((item, Some(stream)))
+        },
+    ))
 }
 
 fn check_name(field: &str, value: &str) -> Result<String, DomainError> {

@@ -59,6 +59,19 @@ pub const MAX_FIELDS_PER_RECORD: usize = 256;
 /// Most records one batch ([`crate::Ekko::ingest_tracks`]) may carry.
 pub const MAX_RECORDS_PER_BATCH: usize = 10_000;
 
+impl TrackRecord {
+    /// Dated more than `FUTURE_SKEW_MS` after it was received (ingestion flagged it with a
+    /// positive `EKKO_CLOCK_SKEW_MS`): a wrong device clock. Such a record is stored and
+    /// published, but never becomes the device's current state (`last_values`,
+    /// `last_position`), or one record dated 2100 would hide every real one after it.
+    pub fn is_future_dated(&self) -> bool {
+        self.fields.iter().any(|f| {
+            f.name == crate::fields::EKKO_CLOCK_SKEW_MS
+                && matches!(f.value, crate::fields::FieldValue::Int(ms) if ms > 0)
+        })
+    }
+}
+
 /// A record ready to be stored by a batch ingestion, with the key that recognises a resend of it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewTrack {

@@ -13,7 +13,7 @@ CREATE TABLE device_last_values (
 ) WITHOUT ROWID;
 
 -- Filled from the tracks stored before this migration: per (device, field), the value of the
--- most recently recorded track that carries it.
+-- most recently recorded track that carries it (300000 ms: ekko_core::fields::FUTURE_SKEW_MS).
 INSERT INTO device_last_values (imei, name, value, recorded_at, track_id, lat, lng)
 SELECT imei, name, value, recorded_at, id, lat, lng FROM (
     SELECT t.imei, t.recorded_at, t.id, t.lat, t.lng,
@@ -24,6 +24,8 @@ SELECT imei, name, value, recorded_at, id, lat, lng FROM (
                ORDER BY t.recorded_at DESC, t.id DESC
            ) AS newest
     FROM tracks t, json_each(t.fields) f
+    -- a future-dated record (a wrong device clock) is never the current state
+    WHERE t.recorded_at <= t.received_at + 300000
 )
 WHERE newest = 1 AND name IS NOT NULL;
 

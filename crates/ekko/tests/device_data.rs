@@ -22,7 +22,8 @@ fn record(minutes: i64, fix: bool, fields: &[(&str, FieldValue)]) -> TrackRecord
     TrackRecord {
         imei: Imei::parse(IMEI).unwrap(),
         recorded_at: from_unix_ms(T0 + minutes * 60_000).unwrap(),
-        coordinates: fix.then(|| Coordinates::new(48.85 + minutes as f64 / 1000.0, 2.29).unwrap()),
+        coordinates: fix
+            .then(|| Coordinates::new(48.85 + (minutes % 1000) as f64 / 10_000.0, 2.29).unwrap()),
         fields: fields
             .iter()
             .map(|(n, v)| Field::new(*n, v.clone()))
@@ -359,5 +360,90 @@ async fn device_ids_given_as_json_numbers_are_read_exactly() {
             .unwrap()
             .contains("123456789123456789"),
         "{body}"
+    );
+}
+
+#[tokio::test]
+async fn a_future_dated_or_invalid_fix_never_becomes_the_current_state() {
+    let s = start().await;
+    let token = s.token().await;
+    let now_min = (chrono::Utc::now().timestamp_millis() - T0) / 60_000;
+    ingest_one(
+        &s,
+        record(now_min - 2, true, &[("BATT_LEVEL", FieldValue::Int(55))]),
+    )
+    .await;
+    // A wrong clock: dated in 2100 (stored, flagged), then a fix the device marks invalid.
+    let mut wrong_clock = record(0, true, &[("BATT_LEVEL", FieldValue::Int(7))]);
+    wrong_clock.recorded_at = from_unix_ms(4_102_444_800_000).unwrap();
+    ingest_one(&s, wrong_clock).await;
+    ingest_one(
+        &s,
+        record(
+            now_min - 1,
+            true,
+            &[("GPRMC_VALID", FieldValue::Text("V".into()))],
+        ),
+    )
+    .await;
+    let q = r#"query($id: ID!) { device(id: $id) {
+        last_values(fields: ["BATT_LEVEL", "GPRMC_VALID"]) { name value }
+        last_position { time }
+        tracks(since: "2099-01-01T00:00:00Z") { count list { fields { name value } } } } }"#;
+    let d = data(&s, &token, q, json!({"id": IMEI})).await;
+    let dev = &d["device"];
+    assert_eq!(
+        dev["last_values"],
+        json!([{"name": "BATT_LEVEL", "value": 55}, {"name": "GPRMC_VALID", "value": "V"}]),
+        "asked order, current values"
+    );
+    assert_eq!(dev["last_position"]["time"], at(now_min - 2));
+    // The wrong-clock record is kept, flagged with its skew.
+    let flagged = dev["tracks"]["list"][0]["fields"].to_string();
+    assert!(flagged.contains("EKKO_CLOCK_SKEW_MS"), "{flagged}");
+}
+
+#[tokio::test]
+async fn a_tracks_cursor_pages_only_the_device_it_came_from() {
+    let s = start().await;
+    let token = s.token().await;
+    transfer(&s, OTHER_IMEI, EMAIL).await;
+    ingest(&s, (0..3).map(|m| record(m, true, &[])).collect()).await;
+    let d = data(&s, &token, TRACKS, json!({"id": IMEI, "size": 1})).await;
+    let cursor = d["device"]["tracks"]["next"].clone();
+    assert!(cursor.is_string());
+    let body = query(
+        &s,
+        &token,
+        TRACKS,
+        json!({"id": OTHER_IMEI, "page": cursor}),
+    )
+    .await;
+    assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+}
+
+#[tokio::test]
+async fn window_bounds_finer_than_a_millisecond_are_rounded_up() {
+    let s = start().await;
+    let token = s.token().await;
+    ingest(&s, (0..3).map(|m| record(m, true, &[])).collect()).await;
+    let just_after = |m: i64| at(m).replace(".000Z", ".0001Z");
+    let d = data(
+        &s,
+        &token,
+        TRACKS,
+        json!({"id": IMEI, "since": just_after(0), "until": just_after(2)}),
+    )
+    .await;
+    let times: Vec<_> = d["device"]["tracks"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["recorded_at"].clone())
+        .collect();
+    assert_eq!(
+        times,
+        vec![json!(at(1)), json!(at(2))],
+        "(0, 2]: since excludes minute 0, until includes minute 2"
     );
 }

@@ -250,4 +250,19 @@ async fn queries_over_the_depth_or_complexity_limit_get_a_clear_error() {
     assert_eq!(status, 200, "{body}");
     let message = body["errors"][0]["message"].as_str().unwrap_or("");
     assert!(message.contains("too complex"), "{body}");
+
+    // Paged fields cost by their page size: one full page of tracks is fine, twenty are not.
+    let page = |i: usize| {
+        format!(
+            "t{i}: tracks(page_size: 1000) {{ count next list {{ id recorded_at fields {{ name value }} }} }} "
+        )
+    };
+    let one = format!("{{ device(id: \"{IMEI}\") {{ {} }} }}", page(0));
+    let (_, body) = s.graphql(Some(&t), &one, json!({})).await;
+    assert!(body.get("errors").is_none(), "{body}");
+    let many: String = (0..20).map(page).collect();
+    let q = format!("{{ device(id: \"{IMEI}\") {{ {many} }} }}");
+    let (_, body) = s.graphql(Some(&t), &q, json!({})).await;
+    let message = body["errors"][0]["message"].as_str().unwrap_or("");
+    assert!(message.contains("too complex"), "{body}");
 }

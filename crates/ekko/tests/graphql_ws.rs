@@ -534,7 +534,12 @@ async fn a_transferred_device_ends_the_former_owners_subscription_with_forbidden
     )
     .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
+    // A first record while the device is still ours: a Presence connect and a Track.
+    assert_eq!(s.push_position(IMEI, 48.85837, 2.294481).await, 200);
+    assert_eq!(typenames(&mut ws, "t1", "next", 2).await.len(), 2);
     transfer(&s, IMEI, OTHER_EMAIL).await;
+    // One record after the transfer: the last result, then `complete` without waiting for
+    // another record.
     assert_eq!(s.push_position(IMEI, 48.85837, 2.294481).await, 200);
     let m = recv(&mut ws).await;
     assert_eq!(m["type"], "next", "{m}");

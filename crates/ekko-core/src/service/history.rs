@@ -29,10 +29,19 @@ pub struct PageArgs<'a> {
     pub page_id: Option<&'a str>,
 }
 
+/// Parses an RFC 3339 bound, rounded *up* to Ekko's millisecond precision: with records at
+/// whole milliseconds, `t >= since` and `t < until` give the same answer for the rounded bound
+/// as for the exact one (a plain cut would admit a record just before `since`).
 fn parse_time(field: &str, s: &str) -> Result<Timestamp, DomainError> {
     chrono::DateTime::parse_from_rfc3339(s.trim())
-        .map(|t| t.with_timezone(&chrono::Utc))
-        .map_err(|_| {
+        .ok()
+        .and_then(|t| {
+            let t = t.with_timezone(&chrono::Utc);
+            let ms = t.timestamp_millis();
+            let exact = t.timestamp_subsec_nanos() % 1_000_000 == 0;
+            crate::time::from_unix_ms(if exact { ms } else { ms.checked_add(1)? })
+        })
+        .ok_or_else(|| {
             DomainError::invalid(
                 field,
                 format!(
@@ -56,16 +65,31 @@ fn parse_window(w: &TimeWindow<'_>) -> Result<(Option<Timestamp>, Option<Timesta
     Ok((since, until))
 }
 
+/// Longest field name accepted in a request (Munic's are far shorter).
+pub const MAX_FIELD_NAME_CHARS: usize = 128;
+
+fn check_field_name(arg: &str, name: &str) -> Result<(), DomainError> {
+    if name.trim().is_empty() || name.chars().count() > MAX_FIELD_NAME_CHARS {
+        return Err(DomainError::invalid(
+            arg,
+            format!(
+                "a field name has 1 to {MAX_FIELD_NAME_CHARS} characters, e.g. GPS_SPEED (got {} characters)",
+                name.chars().count()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn check_fields(fields: Option<&[String]>) -> Result<(), DomainError> {
-    if let Some(f) = fields
-        && f.len() > MAX_FIELD_FILTER
-    {
+    let Some(f) = fields else { return Ok(()) };
+    if f.len() > MAX_FIELD_FILTER {
         return Err(DomainError::invalid(
             "fields",
             format!("fields may name at most {MAX_FIELD_FILTER} fields"),
         ));
     }
-    Ok(())
+    f.iter().try_for_each(|n| check_field_name("fields", n))
 }
 
 fn after_time_id(req: &PageRequest) -> Result<Option<(i64, i64)>, DomainError> {
@@ -130,7 +154,9 @@ impl Ekko {
         let imei = self.owned_device(caller, id).await?;
         check_fields(fields)?;
         let (since, until) = parse_window(&window)?;
-        let req = PageRequest::parse("tracks", TRACK_PAGES, page.page_size, page.page_id)?;
+        // The cursor names the device: one device's cursor cannot page another's tracks.
+        let list = format!("tracks of {imei}");
+        let req = PageRequest::parse(&list, TRACK_PAGES, page.page_size, page.page_id)?;
         let w = TrackWindow {
             since,
             until,
@@ -144,7 +170,7 @@ impl Ekko {
             }
         }
         let count = self.store.count_tracks(&imei, since, until).await?;
-        Ok(req.page("tracks", items, Some(count), |t| {
+        Ok(req.page(&list, items, Some(count), |t| {
             Position::TimeId(t.recorded_at.timestamp_millis(), t.id)
         }))
     }
@@ -161,7 +187,9 @@ impl Ekko {
         check_fields(fields)?;
         let mut values = self.store.last_values(&imei).await?;
         if let Some(names) = fields {
+            // Only the named fields, in the order they were asked for.
             values.retain(|v| names.contains(&v.name));
+            values.sort_by_key(|v| names.iter().position(|n| *n == v.name));
         }
         Ok(values)
     }
@@ -190,15 +218,10 @@ impl Ekko {
         let caller = require(caller)?;
         let imei = self.owned_device(caller, id).await?;
         let field = field.trim();
-        if field.is_empty() || field.len() > 128 {
-            return Err(DomainError::invalid(
-                "field",
-                "field must name one field, e.g. GPS_SPEED",
-            ));
-        }
+        check_field_name("field", field)?;
         let (since, until) = parse_window(&window)?;
-        // The cursor names the field, so a page of one field cannot continue another's.
-        let list = format!("readings:{field}");
+        // The cursor names the device and the field: it continues only the series it came from.
+        let list = format!("readings of {field} of {imei}");
         let req = PageRequest::parse(&list, READING_PAGES, page.page_size, page.page_id)?;
         let w = TrackWindow {
             since,

@@ -39,7 +39,7 @@ pub fn dedup_key(record: &TrackRecord) -> String {
 }
 
 /// Adds Ekko's timing flags to a record received at `now` (see `fields`' table).
-fn flag_timing(record: &mut TrackRecord, now: &Timestamp) {
+pub(super) fn flag_timing(record: &mut TrackRecord, now: &Timestamp) {
     let skew = record.recorded_at.timestamp_millis() - now.timestamp_millis();
     let has = |r: &TrackRecord, name: &str| r.fields.iter().any(|f| f.name == name);
     if -skew > DELAYED_AFTER_MS && !has(record, MDI_RECORD_DELAYED) {

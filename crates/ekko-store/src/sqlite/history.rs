@@ -121,12 +121,19 @@ impl SqliteStore {
         Ok(n as u64)
     }
 
+    /// The newest track with a valid fix: a position the device itself marked invalid
+    /// (`GPRMC_VALID = "V"`) or a future-dated record (a wrong clock; see
+    /// `TrackRecord::is_future_dated`) is skipped.
     pub(super) async fn last_positioned(&self, imei: &Imei) -> StoreResult<Option<Track>> {
         sqlx::query(
             "SELECT * FROM tracks WHERE imei = ? AND lat IS NOT NULL \
+             AND recorded_at <= received_at + ? \
+             AND NOT EXISTS (SELECT 1 FROM json_each(tracks.fields) f \
+                 WHERE f.value ->> '$.name' = 'GPRMC_VALID' AND f.value ->> '$.value' = 'V') \
              ORDER BY recorded_at DESC, id DESC LIMIT 1",
         )
         .bind(imei.as_str())
+        .bind(ekko_core::fields::FUTURE_SKEW_MS)
         .fetch_optional(&self.reader)
         .await
         .map_err(backend)?

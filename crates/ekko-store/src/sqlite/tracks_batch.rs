@@ -61,15 +61,20 @@ fn row_of(record: &TrackRecord, dedup_key: Option<&str>) -> StoreResult<Row7> {
         fields: serde_json::to_string(&record.fields)
             .map_err(|e| StoreError::Backend(e.to_string()))?,
         dedup_key: dedup_key.map(str::to_owned),
-        values: record
-            .fields
-            .iter()
-            .map(|f| {
-                serde_json::to_string(&f.value)
-                    .map(|v| (f.name.clone(), v))
-                    .map_err(|e| StoreError::Backend(e.to_string()))
-            })
-            .collect::<StoreResult<_>>()?,
+        // A future-dated record never becomes the current state (TrackRecord::is_future_dated).
+        values: if record.is_future_dated() {
+            Vec::new()
+        } else {
+            record
+                .fields
+                .iter()
+                .map(|f| {
+                    serde_json::to_string(&f.value)
+                        .map(|v| (f.name.clone(), v))
+                        .map_err(|e| StoreError::Backend(e.to_string()))
+                })
+                .collect::<StoreResult<_>>()?
+        },
     })
 }
 
