@@ -69,6 +69,10 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> StoreResult<Vec<Device>>;
     async fn count_devices_of(&self, owner: AccountId) -> StoreResult<u64>;
+    /// Sets (or, with `None`, removes) the SHA-256 of a device's secret.
+    async fn set_device_secret_hash(&self, imei: &Imei, hash: Option<&str>) -> StoreResult<()>;
+    /// The SHA-256 of the device's secret, when it has one.
+    async fn device_secret_hash(&self, imei: &Imei) -> StoreResult<Option<String>>;
 
     // Tracks
     async fn insert_track(

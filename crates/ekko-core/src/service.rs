@@ -239,7 +239,10 @@ impl Ekko {
 
     // ---- presence, messages, pokes ----
 
-    async fn require_registered(&self, imei: &Imei) -> Result<crate::device::Device, DomainError> {
+    pub(crate) async fn require_registered(
+        &self,
+        imei: &Imei,
+    ) -> Result<crate::device::Device, DomainError> {
         self.store.device_by_imei(imei).await?.ok_or_else(|| {
             DomainError::NotFound(format!(
                 "device {imei} is not registered; register it first (ekko device create --imei {imei} --account EMAIL)"

@@ -181,6 +181,18 @@ enum DeviceCommand {
         #[arg(long)]
         account: String,
     },
+    /// Give a device a secret (printed once; Ekko keeps only its hash). From then on its
+    /// OsmAnd reports must carry `key=<secret>` in the URL, or get 401. `--clear` removes it.
+    Secret {
+        #[command(flatten)]
+        data: DataDir,
+        /// The device's 15-digit IMEI.
+        #[arg(long)]
+        imei: String,
+        /// Remove the device's secret instead (it is identified by its IMEI alone again).
+        #[arg(long)]
+        clear: bool,
+    },
     /// List unknown devices that tried to send data (IMEI, protocol, first/last seen,
     /// attempts), for an admin to claim with `ekko device create`.
     Pending {
@@ -397,6 +409,28 @@ async fn run(command: Command) -> Result<()> {
                 device.imei,
                 account.trim().to_lowercase()
             );
+            Ok(())
+        }
+        Command::Device {
+            command: DeviceCommand::Secret { data, imei, clear },
+        } => {
+            let (ekko, store) = server::open_domain(&data.dir()).await?;
+            let result = if clear {
+                ekko.clear_device_secret(&imei).await.map(|()| None)
+            } else {
+                ekko.set_device_secret(&imei).await.map(Some)
+            };
+            store.close().await;
+            match result? {
+                Some(secret) => {
+                    eprintln!(
+                        "device {} now needs this secret (shown once): add key=<secret> to its OsmAnd URL",
+                        imei.trim()
+                    );
+                    println!("{secret}");
+                }
+                None => eprintln!("device {} has no secret any more", imei.trim()),
+            }
             Ok(())
         }
         Command::Device {

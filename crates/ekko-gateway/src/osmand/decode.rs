@@ -26,6 +26,8 @@ pub struct Report {
     pub recorded_at: Option<Timestamp>,
     pub coordinates: Option<Coordinates>,
     pub fields: Vec<Field>,
+    /// The device's secret (`key=`), when it sent one: checked, never stored as a field.
+    pub device_key: Option<String>,
 }
 
 fn bad(param: &str, value: &str, expected: &str) -> Problem {
@@ -182,6 +184,7 @@ pub fn decode_params(params: &[(String, String)]) -> Result<Report, Problem> {
     // Parameter names compare case-insensitively, and each may appear once: a repeated `id`
     // would otherwise silently pick one of two devices.
     let mut seen = std::collections::HashSet::new();
+    let mut device_key = None;
     for (raw_key, value) in params {
         let key = raw_key.to_ascii_lowercase();
         let canonical = match key.as_str() {
@@ -199,6 +202,7 @@ pub fn decode_params(params: &[(String, String)]) -> Result<Report, Problem> {
         let value = value.as_str();
         match canonical {
             "id" => device_id = Some(value.trim().to_owned()),
+            "key" => device_key = Some(value.trim().to_owned()),
             "timestamp" => recorded_at = Some(parse_timestamp("timestamp", value)?),
             "lat" => lat = Some(number("lat", value)?),
             "lon" => lon = Some(number("lon", value)?),
@@ -297,6 +301,7 @@ pub fn decode_params(params: &[(String, String)]) -> Result<Report, Problem> {
         recorded_at,
         coordinates: coordinates(lat, lon)?,
         fields,
+        device_key,
     })
 }
 
@@ -472,5 +477,7 @@ pub fn decode_json(body: &[u8]) -> Result<Report, Problem> {
         recorded_at,
         coordinates,
         fields,
+        // The JSON form carries no key; the listener reads `key=` from the URL's query.
+        device_key: None,
     })
 }

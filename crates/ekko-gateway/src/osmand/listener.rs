@@ -99,13 +99,24 @@ async fn ingest(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<(), Problem> {
-    let report = report_from_request(method, uri, headers, body)?;
+    let mut report = report_from_request(method, uri, headers, body)?;
+    if report.device_key.is_none() {
+        // The JSON form's key comes in the URL (Traccar Client keeps a server URL's query).
+        report.device_key =
+            serde_urlencoded::from_str::<Vec<(String, String)>>(uri.query().unwrap_or(""))
+                .ok()
+                .and_then(|q| q.into_iter().find(|(k, _)| k.eq_ignore_ascii_case("key")))
+                .map(|(_, v)| v.trim().to_owned());
+    }
     let imei = Imei::parse(&report.device_id).map_err(|_| {
         let shown: String = report.device_id.chars().take(32).collect();
         Problem::bad_request(format!(
             "device '{shown}' is not registered (Ekko device ids are 15-digit IMEIs)"
         ))
     })?;
+    ekko.check_device_key(&imei, report.device_key.as_deref())
+        .await
+        .map_err(Problem::from)?;
     let record = TrackRecord {
         imei: imei.clone(),
         recorded_at: report.recorded_at.unwrap_or_else(ekko_core::time::now_ms),

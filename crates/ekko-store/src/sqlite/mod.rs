@@ -243,6 +243,26 @@ impl Store for SqliteStore {
         self.count_devices_of_owner(owner).await
     }
 
+    async fn set_device_secret_hash(&self, imei: &Imei, hash: Option<&str>) -> StoreResult<()> {
+        sqlx::query("UPDATE devices SET secret_hash = ? WHERE imei = ?")
+            .bind(hash)
+            .bind(imei.as_str())
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn device_secret_hash(&self, imei: &Imei) -> StoreResult<Option<String>> {
+        let hash: Option<Option<String>> =
+            sqlx::query_scalar("SELECT secret_hash FROM devices WHERE imei = ?")
+                .bind(imei.as_str())
+                .fetch_optional(&self.reader)
+                .await
+                .map_err(backend)?;
+        Ok(hash.flatten())
+    }
+
     async fn tracks_in_window(&self, imei: &Imei, window: &TrackWindow) -> StoreResult<Vec<Track>> {
         self.tracks_window(imei, window).await
     }
