@@ -36,6 +36,18 @@ struct Row7 {
 /// Rows per multi-row upsert of `device_last_values` (7 parameters each).
 const LAST_VALUES_PER_STATEMENT: usize = 256;
 
+/// Appends `rows` groups of seven `?` placeholders (the multi-row statements here all bind seven
+/// values a row). Only placeholders go into the SQL text: values are always bound.
+fn push_row_placeholders(sql: &mut String, rows: usize) {
+    for i in 0..rows {
+        sql.push_str(if i == 0 {
+            "(?,?,?,?,?,?,?)"
+        } else {
+            ",(?,?,?,?,?,?,?)"
+        });
+    }
+}
+
 /// Stores `rows` in the next group commit; for each row, the id it was stored under, or
 /// `None` for a resend that was skipped.
 async fn write(
@@ -196,13 +208,7 @@ async fn update_last_values(
         let mut sql = String::from(
             "INSERT INTO device_last_values (imei, name, value, recorded_at, track_id, lat, lng) VALUES ",
         );
-        for i in 0..chunk.len() {
-            sql.push_str(if i == 0 {
-                "(?,?,?,?,?,?,?)"
-            } else {
-                ",(?,?,?,?,?,?,?)"
-            });
-        }
+        push_row_placeholders(&mut sql, chunk.len());
         sql.push_str(
             " ON CONFLICT (imei, name) DO UPDATE SET value = excluded.value, \
              recorded_at = excluded.recorded_at, track_id = excluded.track_id, \
@@ -238,13 +244,7 @@ async fn insert_deduplicated(
     let mut sql = String::from(
         "INSERT OR IGNORE INTO tracks (imei, recorded_at, received_at, lat, lng, fields, dedup_key) VALUES ",
     );
-    for i in 0..chunk.len() {
-        sql.push_str(if i == 0 {
-            "(?,?,?,?,?,?,?)"
-        } else {
-            ",(?,?,?,?,?,?,?)"
-        });
-    }
+    push_row_placeholders(&mut sql, chunk.len());
     sql.push_str(" RETURNING id, imei, recorded_at, dedup_key");
     // Only placeholders are appended to the literal: the values are bound, never spliced.
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
