@@ -163,6 +163,24 @@ impl Report {
         self.param("ignition") == Some("true")
     }
 
+    /// The fields every protocol that speaks Munic's names reports (CloudConnect, MQTT), in
+    /// Munic's units: motion, ignition, odometer and a valid fix. Each protocol encodes them
+    /// its own way and adds what is its own.
+    pub fn munic_fields(&self) -> Vec<ekko_core::fields::Field> {
+        use ekko_core::fields::{self, Field, FieldValue};
+        vec![
+            fields::speed_from_knots(self.number("speed").max(0.0)),
+            fields::direction_from_degrees(self.number("bearing")),
+            fields::altitude_from_metres(self.number("altitude")),
+            Field::new(fields::DIO_IGNITION, FieldValue::Bool(self.ignition())),
+            Field::new(
+                fields::ODO_FULL_METER,
+                FieldValue::Int(self.number("odometer").max(0.0).round() as i64),
+            ),
+            Field::new(fields::GPRMC_VALID, FieldValue::Text("A".into())),
+        ]
+    }
+
     /// The recording time, unix milliseconds.
     pub fn recorded_at_ms(&self) -> i64 {
         (self.number("timestamp") * 1000.0).round() as i64

@@ -59,10 +59,13 @@ fn text(s: &str) -> Value {
     json!({"b64_value": B64.encode(s.as_bytes())})
 }
 
-fn int_of(field: fields::Field) -> Value {
-    match field.value {
-        FieldValue::Int(v) => int(v),
-        _ => int(0),
+/// A field value in CloudConnect's encoding.
+fn encoded(value: &FieldValue) -> Value {
+    match value {
+        FieldValue::Int(v) => int(*v),
+        FieldValue::Bool(b) => boolean(*b),
+        FieldValue::Text(s) => text(s),
+        FieldValue::Float(f) => int(f.round() as i64),
     }
 }
 
@@ -84,30 +87,15 @@ fn backup_battery_mv(charge_percent: f64) -> i64 {
 /// The `fields` of a track event, in Munic's names and units. BATT_LEVEL (an Ekko field) is
 /// not in CloudConnect's dictionary, so the charge is reported as Munic does: voltages.
 pub fn fields_of(r: &Report) -> Map<String, Value> {
-    let ignition = r.ignition();
-    let mut f = Map::new();
-    f.insert(
-        fields::GPS_SPEED.into(),
-        int_of(fields::speed_from_knots(r.number("speed").max(0.0))),
-    );
-    f.insert(
-        fields::GPS_DIR.into(),
-        int_of(fields::direction_from_degrees(r.number("bearing"))),
-    );
-    f.insert(
-        fields::GPS_ALTITUDE.into(),
-        int_of(fields::altitude_from_metres(r.number("altitude"))),
-    );
+    let mut f: Map<String, Value> = r
+        .munic_fields()
+        .into_iter()
+        .map(|field| (field.name, encoded(&field.value)))
+        .collect();
     f.insert(fields::GPS_FIXED_SAT_NUM.into(), int(9));
-    f.insert(fields::GPRMC_VALID.into(), text("A"));
-    f.insert(fields::DIO_IGNITION.into(), boolean(ignition));
-    f.insert(
-        fields::ODO_FULL_METER.into(),
-        int(r.number("odometer").max(0.0).round() as i64),
-    );
     f.insert(
         "MDI_EXT_BATT_VOLTAGE".into(),
-        int(vehicle_battery_mv(r.number("batt"), ignition)),
+        int(vehicle_battery_mv(r.number("batt"), r.ignition())),
     );
     f.insert("BATT_VOLT".into(), int(backup_battery_mv(r.number("batt"))));
     f

@@ -36,19 +36,11 @@ pub fn topic(imei: &str) -> String {
 /// OsmAnd listener derives from the same report, plus `GPRMC_VALID`).
 pub fn payload(r: &Report) -> Value {
     let int = |f: fields::Field| f.value.to_json();
-    let mut f = Map::new();
-    f.insert(
-        fields::GPS_SPEED.into(),
-        int(fields::speed_from_knots(r.number("speed").max(0.0))),
-    );
-    f.insert(
-        fields::GPS_DIR.into(),
-        int(fields::direction_from_degrees(r.number("bearing"))),
-    );
-    f.insert(
-        fields::GPS_ALTITUDE.into(),
-        int(fields::altitude_from_metres(r.number("altitude"))),
-    );
+    let mut f: Map<String, Value> = r
+        .munic_fields()
+        .into_iter()
+        .map(|field| (field.name, field.value.to_json()))
+        .collect();
     f.insert(
         fields::GPS_ACCURACY.into(),
         int(fields::accuracy_from_metres(r.number("accuracy").max(0.0))),
@@ -57,12 +49,6 @@ pub fn payload(r: &Report) -> Value {
         fields::BATT_LEVEL.into(),
         int(fields::battery_level_percent(r.number("batt"))),
     );
-    f.insert(fields::DIO_IGNITION.into(), r.ignition().into());
-    f.insert(
-        fields::ODO_FULL_METER.into(),
-        (r.number("odometer").max(0.0).round() as i64).into(),
-    );
-    f.insert(fields::GPRMC_VALID.into(), "A".into());
     json!({
         "recorded_at": r.recorded_at_rfc3339(),
         "lat": r.number("lat"),
