@@ -35,6 +35,66 @@ impl DeviceObject {
     async fn created_at(&self) -> String {
         rfc3339(&self.0.created_at)
     }
+    async fn name(&self) -> Option<&str> {
+        self.0.name.as_deref()
+    }
+    /// The manufacturer's serial number.
+    async fn serial(&self) -> Option<&str> {
+        self.0.serial.as_deref()
+    }
+    /// `active` (its data is taken in) or `suspended` (refused at ingestion).
+    async fn status(&self) -> &str {
+        self.0.status.as_str()
+    }
+    /// When the newest record taken in from the device was recorded (null before the first).
+    #[graphql(name = "last_contact")]
+    async fn last_contact(&self) -> Option<String> {
+        self.0.last_contact.as_ref().map(rfc3339)
+    }
+    #[graphql(name = "group_id")]
+    async fn group_id(&self) -> ID {
+        ID(self.0.group.to_string())
+    }
+    async fn group(&self, ctx: &Context<'_>) -> Result<crate::fleet::GroupObject> {
+        ekko(ctx)
+            .group(caller(ctx), &self.0.group.to_string())
+            .await
+            .map(crate::fleet::GroupObject)
+            .map_err(to_graphql)
+    }
+    #[graphql(name = "organization_id")]
+    async fn organization_id(&self) -> ID {
+        ID(self.0.organization.to_string())
+    }
+    /// The vehicle the device is installed in now (null when none, or one you cannot see).
+    async fn vehicle(&self, ctx: &Context<'_>) -> Result<Option<crate::fleet::VehicleObject>> {
+        let history = ekko(ctx)
+            .device_installations(caller(ctx), self.0.imei.as_str())
+            .await
+            .map_err(to_graphql)?;
+        let Some(open) = history.into_iter().find(|i| i.removed_at.is_none()) else {
+            return Ok(None);
+        };
+        ekko(ctx)
+            .vehicle(caller(ctx), &open.vehicle.to_string())
+            .await
+            .map(|v| Some(crate::fleet::VehicleObject(v)))
+            .map_err(to_graphql)
+    }
+    /// Every vehicle the device was installed in, newest first.
+    async fn installations(
+        &self,
+        ctx: &Context<'_>,
+    ) -> Result<Vec<crate::fleet::InstallationObject>> {
+        let history = ekko(ctx)
+            .device_installations(caller(ctx), self.0.imei.as_str())
+            .await
+            .map_err(to_graphql)?;
+        Ok(history
+            .into_iter()
+            .map(crate::fleet::InstallationObject)
+            .collect())
+    }
 
     /// The tracks the device recorded in `[since, until)` (RFC 3339; both optional), oldest
     /// first. `fields` keeps only the named fields in each track. `page_size`: default 100,
@@ -179,7 +239,7 @@ fn saturating_i64(n: u64) -> i64 {
 #[graphql(name = "DevicePaged")]
 pub struct DevicePaged {
     /// Devices over all pages.
-    count: Option<i64>,
+    pub(crate) count: Option<i64>,
     /// Pass as `page_id` for the next page; null on the last page.
     next: Option<ID>,
     list: Vec<DeviceObject>,

@@ -9,6 +9,7 @@
 
 pub mod devices;
 pub mod errors;
+pub mod fleet;
 pub mod http;
 pub mod kinds;
 pub mod order;
@@ -20,7 +21,16 @@ use async_graphql::Schema;
 use ekko_core::{Caller, Ekko};
 use tokio::sync::oneshot;
 
-pub use schema::{Mutation, Query, Subscription};
+pub use schema::Subscription;
+
+/// Every query root field: accounts, devices and their data (`schema`), the fleet graph
+/// (`fleet`).
+#[derive(async_graphql::MergedObject, Default)]
+pub struct Query(schema::CoreQuery, fleet::FleetQuery);
+
+/// Every mutation.
+#[derive(async_graphql::MergedObject, Default)]
+pub struct Mutation(schema::CoreMutation, fleet::FleetMutation);
 
 pub type EkkoSchema = Schema<Query, Mutation, Subscription>;
 
@@ -30,7 +40,7 @@ pub const MAX_QUERY_DEPTH: usize = 32;
 pub const MAX_QUERY_COMPLEXITY: usize = 10_000;
 
 pub fn build_schema(ekko: Ekko) -> EkkoSchema {
-    Schema::build(Query, Mutation, Subscription)
+    Schema::build(Query::default(), Mutation::default(), Subscription)
         .data(ekko)
         .limit_depth(MAX_QUERY_DEPTH)
         .limit_complexity(MAX_QUERY_COMPLEXITY)

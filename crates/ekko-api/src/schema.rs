@@ -28,7 +28,7 @@ pub(crate) fn ekko<'a>(ctx: &'a Context<'_>) -> &'a Ekko {
 
 // ---------------------------------------------------------------- Account
 
-pub struct AccountObject(Account);
+pub struct AccountObject(pub Account);
 
 #[Object(name = "Account")]
 impl AccountObject {
@@ -64,6 +64,155 @@ impl AccountObject {
     #[graphql(name = "updatedAt")]
     async fn updated_at_camel(&self) -> String {
         rfc3339(&self.0.updated_at)
+    }
+    /// The account's home organization.
+    #[graphql(name = "organization_id")]
+    async fn organization_id(&self) -> ID {
+        ID(self.0.organization.to_string())
+    }
+    /// Alias of `organization_id`.
+    #[graphql(name = "organizationId")]
+    async fn organization_id_camel(&self) -> ID {
+        ID(self.0.organization.to_string())
+    }
+    #[graphql(name = "short_name")]
+    async fn short_name(&self) -> Option<&str> {
+        self.0.profile.short_name.as_deref()
+    }
+    /// Alias of `short_name`.
+    #[graphql(name = "shortName")]
+    async fn short_name_camel(&self) -> Option<&str> {
+        self.0.profile.short_name.as_deref()
+    }
+    #[graphql(name = "company_name")]
+    async fn company_name(&self) -> Option<&str> {
+        self.0.profile.company_name.as_deref()
+    }
+    /// Alias of `company_name`.
+    #[graphql(name = "companyName")]
+    async fn company_name_camel(&self) -> Option<&str> {
+        self.0.profile.company_name.as_deref()
+    }
+    /// ISO 3166-1 alpha-2.
+    #[graphql(name = "country_code")]
+    async fn country_code(&self) -> Option<&str> {
+        self.0.profile.country_code.as_deref()
+    }
+    /// Alias of `country_code`.
+    #[graphql(name = "countryCode")]
+    async fn country_code_camel(&self) -> Option<&str> {
+        self.0.profile.country_code.as_deref()
+    }
+    /// An IANA zone name.
+    #[graphql(name = "time_zone")]
+    async fn time_zone(&self) -> Option<&str> {
+        self.0.profile.time_zone.as_deref()
+    }
+    /// Alias of `time_zone`.
+    #[graphql(name = "timeZone")]
+    async fn time_zone_camel(&self) -> Option<&str> {
+        self.0.profile.time_zone.as_deref()
+    }
+    /// The last password sign-in (RFC 3339 UTC).
+    #[graphql(name = "last_sign_in_at")]
+    async fn last_sign_in_at(&self) -> Option<String> {
+        self.0.last_sign_in_at.as_ref().map(rfc3339)
+    }
+    /// Alias of `last_sign_in_at`.
+    #[graphql(name = "lastSignInAt")]
+    async fn last_sign_in_at_camel(&self) -> Option<String> {
+        self.0.last_sign_in_at.as_ref().map(rfc3339)
+    }
+    /// E.164.
+    async fn phone(&self) -> Option<&str> {
+        self.0.profile.phone.as_deref()
+    }
+    /// A BCP 47 language tag.
+    async fn language(&self) -> Option<&str> {
+        self.0.profile.language.as_deref()
+    }
+    /// When the email was confirmed: Ekko does not confirm emails, so always null.
+    #[graphql(name = "confirmed_at")]
+    async fn confirmed_at(&self) -> Option<String> {
+        None
+    }
+    /// Alias of `confirmed_at`.
+    #[graphql(name = "confirmedAt")]
+    async fn confirmed_at_camel(&self) -> Option<String> {
+        None
+    }
+    /// The roles the account holds (on your own account: all; on another: those on groups
+    /// you can see).
+    async fn roles(&self, ctx: &Context<'_>) -> Result<Vec<crate::fleet::AccountRoleObject>> {
+        let roles = ekko(ctx)
+            .account_roles(caller(ctx), self.0.id)
+            .await
+            .map_err(to_graphql)?;
+        Ok(roles
+            .into_iter()
+            .map(crate::fleet::AccountRoleObject)
+            .collect())
+    }
+    /// The groups you can see (your own account only). `page_size`: default 50, at most 500.
+    #[graphql(
+        complexity = "crate::devices::paged_complexity(page_size, 50, 500, 10, child_complexity)"
+    )]
+    async fn groups(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(name = "page_size")] page_size: Option<i64>,
+        #[graphql(name = "page_id")] page_id: Option<ID>,
+    ) -> Result<crate::fleet::GroupPaged> {
+        self.only_own(ctx, "groups")?;
+        ekko(ctx)
+            .groups(
+                caller(ctx),
+                Default::default(),
+                ekko_core::service::history::PageArgs {
+                    page_size,
+                    page_id: page_id.as_ref().map(|p| p.as_str()),
+                },
+            )
+            .await
+            .map(crate::fleet::GroupPaged::from)
+            .map_err(to_graphql)
+    }
+    /// The devices you can see (your own account only). `page_size`: default 50, at most 500.
+    #[graphql(
+        complexity = "crate::devices::paged_complexity(page_size, 50, 500, 10, child_complexity)"
+    )]
+    async fn devices(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(name = "page_size")] page_size: Option<i64>,
+        #[graphql(name = "page_id")] page_id: Option<ID>,
+    ) -> Result<crate::devices::DevicePaged> {
+        self.only_own(ctx, "devices")?;
+        ekko(ctx)
+            .devices(
+                caller(ctx),
+                Default::default(),
+                ekko_core::service::history::PageArgs {
+                    page_size,
+                    page_id: page_id.as_ref().map(|p| p.as_str()),
+                },
+            )
+            .await
+            .map(crate::devices::DevicePaged::from)
+            .map_err(to_graphql)
+    }
+}
+
+impl AccountObject {
+    /// `groups` and `devices` list what the *caller* can see, so they answer on the caller's
+    /// own account only.
+    fn only_own(&self, ctx: &Context<'_>, field: &str) -> Result<()> {
+        match caller(ctx) {
+            Some(c) if c.account == self.0.id => Ok(()),
+            _ => Err(to_graphql(ekko_core::DomainError::Forbidden(format!(
+                "Account.{field} is available on your own account only; use the root query {field}(group_id:) instead"
+            )))),
+        }
     }
 }
 
@@ -268,10 +417,11 @@ impl From<&DomainPoke> for PokeObject {
 
 // ---------------------------------------------------------------- roots
 
-pub struct Query;
+#[derive(Default)]
+pub struct CoreQuery;
 
 #[Object]
-impl Query {
+impl CoreQuery {
     /// An account. Omit `id`, or pass `"me"`, for the caller's own account.
     async fn account(&self, ctx: &Context<'_>, id: Option<ID>) -> Result<AccountObject> {
         ekko(ctx)
@@ -289,44 +439,39 @@ impl Query {
             .map(crate::devices::DeviceObject)
             .map_err(to_graphql)
     }
-
-    /// The devices you can see, by IMEI. `page_size`: default 50, at most 500.
-    #[graphql(
-        complexity = "crate::devices::paged_complexity(page_size, 50, 500, 10, child_complexity)"
-    )]
-    async fn devices(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(name = "page_size")] page_size: Option<i64>,
-        #[graphql(name = "page_id")] page_id: Option<ID>,
-    ) -> Result<crate::devices::DevicePaged> {
-        ekko(ctx)
-            .devices(
-                caller(ctx),
-                ekko_core::service::history::PageArgs {
-                    page_size,
-                    page_id: page_id.as_ref().map(|p| p.as_str()),
-                },
-            )
-            .await
-            .map(crate::devices::DevicePaged::from)
-            .map_err(to_graphql)
-    }
 }
 
-pub struct Mutation;
+#[derive(Default)]
+pub struct CoreMutation;
 
 #[Object]
-impl Mutation {
-    /// Changes the caller's own account.
+impl CoreMutation {
+    /// Changes the caller's own account: any of its editable fields (`""` clears an optional
+    /// one). The email changes only through Connect.
     #[graphql(name = "account_update")]
+    #[allow(clippy::too_many_arguments)]
     async fn account_update(
         &self,
         ctx: &Context<'_>,
-        #[graphql(name = "full_name")] full_name: String,
+        #[graphql(name = "full_name")] full_name: Option<String>,
+        #[graphql(name = "short_name")] short_name: Option<String>,
+        phone: Option<String>,
+        #[graphql(name = "company_name")] company_name: Option<String>,
+        #[graphql(name = "country_code")] country_code: Option<String>,
+        language: Option<String>,
+        #[graphql(name = "time_zone")] time_zone: Option<String>,
     ) -> Result<AccountObject> {
+        let changes = ekko_core::account::ProfileChanges {
+            full_name: full_name.as_deref(),
+            short_name: short_name.as_deref(),
+            phone: phone.as_deref(),
+            company_name: company_name.as_deref(),
+            country_code: country_code.as_deref(),
+            language: language.as_deref(),
+            time_zone: time_zone.as_deref(),
+        };
         ekko(ctx)
-            .update_own_full_name(caller(ctx), &full_name)
+            .update_account(caller(ctx), &changes)
             .await
             .map(AccountObject)
             .map_err(to_graphql)

@@ -183,7 +183,6 @@ impl Stream for Subscription {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ekko_core::ids::AccountId;
     use ekko_core::notification::DeviceNotification;
     use ekko_core::time::now_ms;
     use ekko_core::track::Track;
@@ -195,7 +194,7 @@ mod tests {
 
     fn track(i: &Imei, id: i64) -> Arc<Published> {
         Arc::new(Published {
-            owner: AccountId::new_random(),
+            group: ekko_core::fleet::GroupId(1),
             notification: DeviceNotification::Track(Track {
                 id,
                 imei: i.clone(),

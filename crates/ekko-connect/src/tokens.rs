@@ -408,6 +408,10 @@ impl TokenService {
         match (ok, account) {
             (true, Some(a)) => {
                 self.limits.succeeded(username);
+                // `last_sign_in_at` is bookkeeping: written off the response path.
+                let ekko = self.ekko().clone();
+                let id = a.id;
+                tokio::spawn(async move { ekko.record_sign_in(id).await });
                 Ok(a)
             }
             _ => {

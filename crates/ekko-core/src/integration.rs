@@ -138,16 +138,25 @@ impl Ekko {
         }
     }
 
-    /// May `integration` push data for `imei`? Only for a device of its own account; unknown and
-    /// foreign devices are refused alike (an unknown one is also recorded as pending).
+    /// May `integration` push data for `imei`? Only for a device its account manages (the
+    /// manager role on the device's group); unknown and foreign devices are refused alike (an
+    /// unknown one is also recorded as pending).
     pub async fn authorize_integration_device(
         &self,
         integration: &IntegrationCaller,
         imei: &Imei,
         protocol: &str,
     ) -> Result<(), DomainError> {
-        match self.store().device_by_imei(imei).await? {
-            Some(d) if d.owner == integration.account => Ok(()),
+        let device = self.store().device_by_imei(imei).await?;
+        let allowed = match &device {
+            Some(d) => self
+                .access_of(integration.account)
+                .await?
+                .can(d.group, crate::fleet::Role::Manager),
+            None => false,
+        };
+        match device {
+            Some(_) if allowed => Ok(()),
             found => {
                 if found.is_none() {
                     self.record_unknown_device(imei, protocol).await;

@@ -14,6 +14,7 @@ pub mod device;
 pub mod device_secret;
 pub mod error;
 pub mod fields;
+pub mod fleet;
 pub mod history;
 pub mod ids;
 pub mod integration;

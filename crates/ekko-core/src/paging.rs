@@ -35,6 +35,11 @@ pub const DEVICE_PAGES: PageLimits = PageLimits {
     default: 50,
     max: 500,
 };
+/// Groups, vehicles and accounts: `groups`, `vehicles`, `accounts` and the lists on a group.
+pub const FLEET_PAGES: PageLimits = PageLimits {
+    default: 50,
+    max: 500,
+};
 /// Tracks of a device: `device.tracks`.
 pub const TRACK_PAGES: PageLimits = PageLimits {
     default: 100,
@@ -54,6 +59,8 @@ pub enum Position {
     TimeId(i64, i64),
     /// Lists sorted by a text key (devices: the IMEI).
     Key(String),
+    /// Lists sorted by a numeric id (groups, vehicles).
+    Id(i64),
 }
 
 #[derive(Serialize, Deserialize)]

@@ -7,9 +7,13 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::Stream;
 
-use crate::account::Account;
-use crate::device::Device;
+use crate::account::{Account, NewAccount, ProfileUpdate};
+use crate::device::{Device, DeviceUpdate, NewDevice};
 use crate::error::StoreError;
+use crate::fleet::{
+    Group, GroupId, GroupNode, Installation, Invitation, ListFilter, Organization, OrganizationId,
+    Role, RoleGrant, Vehicle, VehicleDetails, VehicleId,
+};
 use crate::history::{LastValue, Reading, TrackWindow};
 use crate::ids::{AccountId, Imei};
 use crate::notification::{
@@ -44,31 +48,19 @@ pub enum RotateOutcome {
 
 /// Durable storage. Every write returns only once it is durable.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
-    // Accounts
-    async fn insert_account(&self, account: &Account) -> StoreResult<()>;
+pub trait Store: FleetStore + Send + Sync + 'static {
+    // Accounts (creation and profile edits are in `FleetStore`)
     async fn account_by_id(&self, id: AccountId) -> StoreResult<Option<Account>>;
     async fn account_by_email(&self, normalized_email: &str) -> StoreResult<Option<Account>>;
-    async fn update_account_full_name(
-        &self,
-        id: AccountId,
-        full_name: &str,
-        updated_at: Timestamp,
-    ) -> StoreResult<Option<Account>>;
 
-    // Devices
-    async fn insert_device(&self, device: &Device) -> StoreResult<()>;
-    async fn device_by_imei(&self, imei: &Imei) -> StoreResult<Option<Device>>;
-    /// Gives a device to another account (a no-op for an unknown IMEI: the domain checks first).
-    async fn set_device_owner(&self, imei: &Imei, owner: AccountId) -> StoreResult<()>;
-    /// The owner's devices by IMEI, after `after`, at most `limit`.
-    async fn devices_of(
+    // Devices (listing, edits and deletion are in `FleetStore`)
+    /// Registers a device; `registered_by` is kept for the record.
+    async fn insert_device(
         &self,
-        owner: AccountId,
-        after: Option<&str>,
-        limit: u32,
-    ) -> StoreResult<Vec<Device>>;
-    async fn count_devices_of(&self, owner: AccountId) -> StoreResult<u64>;
+        device: &NewDevice,
+        registered_by: AccountId,
+    ) -> StoreResult<Device>;
+    async fn device_by_imei(&self, imei: &Imei) -> StoreResult<Option<Device>>;
     /// Sets (or, with `None`, removes) the SHA-256 of a device's secret.
     async fn set_device_secret_hash(&self, imei: &Imei, hash: Option<&str>) -> StoreResult<()>;
     /// The SHA-256 of the device's secret, when it has one.
@@ -168,12 +160,144 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<RotateOutcome>;
 }
 
-/// What the bus carries: a notification, and the account that owned its device when the
-/// notification was stored. Subscriptions compare it with their caller, so a device given to
-/// another account stops flowing to its former owner without a store read per delivery.
+/// How many things a group holds directly (a group is deleted only when empty).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct GroupContents {
+    pub groups: u64,
+    pub devices: u64,
+    pub vehicles: u64,
+}
+
+/// Storage of the fleet graph (see `crate::fleet`).
+#[async_trait]
+pub trait FleetStore: Send + Sync + 'static {
+    /// Stores a new account, in one transaction: when invitations wait for its email it joins
+    /// the organization of the oldest one and receives every invited role (the invitations are
+    /// spent); otherwise a new organization named `organization_name` is created with its root
+    /// group, and the account is admin of it.
+    async fn insert_account(
+        &self,
+        account: &NewAccount,
+        organization_name: &str,
+    ) -> StoreResult<Account>;
+    async fn update_account_profile(
+        &self,
+        id: AccountId,
+        update: &ProfileUpdate,
+        at: Timestamp,
+    ) -> StoreResult<Option<Account>>;
+    async fn record_sign_in(&self, id: AccountId, at: Timestamp) -> StoreResult<()>;
+    async fn organization(&self, id: OrganizationId) -> StoreResult<Option<Organization>>;
+    /// The root group of an organization.
+    async fn root_group(&self, organization: OrganizationId) -> StoreResult<Option<Group>>;
+
+    // Roles and the trees they apply to
+    async fn roles_of(&self, account: AccountId) -> StoreResult<Vec<RoleGrant>>;
+    /// Every group of these organizations, as tree nodes.
+    async fn group_nodes(&self, organizations: &[OrganizationId]) -> StoreResult<Vec<GroupNode>>;
+    /// Grants (or changes) a role.
+    async fn set_role(
+        &self,
+        account: AccountId,
+        group: GroupId,
+        role: Role,
+        at: Timestamp,
+    ) -> StoreResult<()>;
+    /// Revokes a role; `false` if there was none.
+    async fn remove_role(&self, account: AccountId, group: GroupId) -> StoreResult<bool>;
+    /// The roles held on these groups.
+    async fn roles_on(&self, groups: &[GroupId]) -> StoreResult<Vec<RoleGrant>>;
+    /// Stores (or replaces) an invitation of (email, group).
+    async fn insert_invitation(&self, invitation: &Invitation) -> StoreResult<()>;
+    /// Accounts holding a role on one of `filter.groups`, by id after `after`.
+    async fn accounts_page(
+        &self,
+        filter: &ListFilter,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<Account>>;
+    async fn count_accounts(&self, filter: &ListFilter) -> StoreResult<u64>;
+
+    // Groups
+    async fn insert_group(
+        &self,
+        organization: OrganizationId,
+        parent: GroupId,
+        name: &str,
+        description: Option<&str>,
+        at: Timestamp,
+    ) -> StoreResult<Group>;
+    async fn group(&self, id: GroupId) -> StoreResult<Option<Group>>;
+    /// Writes a group's name, description, parent and `updated_at`.
+    async fn update_group(&self, group: &Group) -> StoreResult<()>;
+    async fn delete_group(&self, id: GroupId) -> StoreResult<()>;
+    async fn group_contents(&self, id: GroupId) -> StoreResult<GroupContents>;
+    /// Groups among `filter.groups`, by id after `after`.
+    async fn groups_page(
+        &self,
+        filter: &ListFilter,
+        after: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<Group>>;
+    async fn count_groups(&self, filter: &ListFilter) -> StoreResult<u64>;
+
+    // Devices
+    async fn update_device(&self, imei: &Imei, update: &DeviceUpdate) -> StoreResult<()>;
+    /// Deletes a device and everything recorded from it.
+    async fn delete_device(&self, imei: &Imei) -> StoreResult<()>;
+    /// Devices in `filter.groups` by IMEI after `after`.
+    async fn devices_page(
+        &self,
+        filter: &ListFilter,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<Device>>;
+    async fn count_devices(&self, filter: &ListFilter) -> StoreResult<u64>;
+
+    // Vehicles
+    async fn insert_vehicle(
+        &self,
+        organization: OrganizationId,
+        group: GroupId,
+        details: &VehicleDetails,
+        at: Timestamp,
+    ) -> StoreResult<Vehicle>;
+    async fn vehicle(&self, id: VehicleId) -> StoreResult<Option<Vehicle>>;
+    /// Writes a vehicle's group, details and `updated_at`.
+    async fn update_vehicle(&self, vehicle: &Vehicle) -> StoreResult<()>;
+    /// Deletes a vehicle and its installation history.
+    async fn delete_vehicle(&self, id: VehicleId) -> StoreResult<()>;
+    async fn vehicles_page(
+        &self,
+        filter: &ListFilter,
+        after: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<Vehicle>>;
+    async fn count_vehicles(&self, filter: &ListFilter) -> StoreResult<u64>;
+
+    // Installations
+    /// In one transaction: closes the device's open installation and the vehicle's, then
+    /// opens (device, vehicle) at `at`.
+    async fn install(
+        &self,
+        imei: &Imei,
+        vehicle: VehicleId,
+        at: Timestamp,
+    ) -> StoreResult<Installation>;
+    /// Closes the device's open installation; `None` if it had none.
+    async fn uninstall(&self, imei: &Imei, at: Timestamp) -> StoreResult<Option<Installation>>;
+    /// Newest first.
+    async fn installations_of_device(&self, imei: &Imei) -> StoreResult<Vec<Installation>>;
+    /// Newest first.
+    async fn installations_of_vehicle(&self, vehicle: VehicleId) -> StoreResult<Vec<Installation>>;
+}
+
+/// What the bus carries: a notification, and the group its device was in when the
+/// notification was stored. Subscriptions check it against the groups their caller could see,
+/// so a device moved or given away stops flowing without a store read per delivery.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Published {
-    pub owner: AccountId,
+    pub group: GroupId,
     pub notification: DeviceNotification,
 }
 

@@ -3,12 +3,14 @@
 
 use std::sync::Arc;
 
+pub mod fleet;
 pub mod history;
 pub mod ingest;
 
-use crate::account::{Account, normalize_email, validate_full_name};
-use crate::device::Device;
+use crate::account::{Account, NewAccount, ProfileChanges, normalize_email, validate_full_name};
+use crate::device::{Device, DeviceUpdate, NewDevice};
 use crate::error::DomainError;
+use crate::fleet::{Access, DeviceStatus, GroupId, Role};
 use crate::ids::{AccountId, Imei};
 use crate::notification::{
     DeviceMessage, DeviceNotification, MAX_NAME_CHARS, MAX_PAYLOAD_BYTES, MessageKind, NewMessage,
@@ -64,22 +66,32 @@ impl Ekko {
     ) -> Result<Account, DomainError> {
         let email = normalize_email(email)?;
         let full_name = validate_full_name(full_name)?;
-        let now = now_ms();
-        let account = Account {
+        let account = NewAccount {
             id: AccountId::new_random(),
             email,
             full_name,
             password_hash,
-            created_at: now,
-            updated_at: now,
+            created_at: now_ms(),
         };
-        match self.store.insert_account(&account).await {
-            Ok(()) => Ok(account),
+        // A new account founds its own organization, named after it, unless it was invited.
+        match self
+            .store
+            .insert_account(&account, &account.full_name)
+            .await
+        {
+            Ok(stored) => Ok(stored),
             Err(crate::error::StoreError::Conflict(_)) => Err(DomainError::Conflict(format!(
                 "an account with email {} already exists",
                 account.email
             ))),
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// For Connect: a password sign-in succeeded (kept as `last_sign_in_at`). Best effort.
+    pub async fn record_sign_in(&self, account: AccountId) {
+        if let Err(e) = self.store.record_sign_in(account, now_ms()).await {
+            tracing::warn!(error = %e, "could not record a sign-in");
         }
     }
 
@@ -96,9 +108,9 @@ impl Ekko {
         Ok(self.store.account_by_id(id).await?)
     }
 
-    /// `account(id)`: `None` or `"me"` is the caller. Other accounts are invisible for now
-    /// (groups and roles widen this), and invisible means "not found", not "forbidden", so that
-    /// ids cannot be probed.
+    /// `account(id)`: `None` or `"me"` is the caller. Another account is visible when it
+    /// holds a role on a group the caller can see; an invisible one is "not found", not
+    /// "forbidden", so that ids cannot be probed.
     pub async fn account(
         &self,
         caller: Option<&Caller>,
@@ -110,7 +122,7 @@ impl Ekko {
             Some(other) => AccountId::parse(other)?,
         };
         let not_found = || DomainError::NotFound(format!("no account {target} visible to you"));
-        if target != caller.account {
+        if target != caller.account && !self.account_visible(caller, target).await? {
             return Err(not_found());
         }
         self.store
@@ -119,42 +131,79 @@ impl Ekko {
             .ok_or_else(not_found)
     }
 
-    /// `account_update`: the caller edits their own account.
+    /// `account_update`: the caller edits their own account (every field of
+    /// [`ProfileChanges`]; an email changes only through Connect).
+    pub async fn update_account(
+        &self,
+        caller: Option<&Caller>,
+        changes: &ProfileChanges<'_>,
+    ) -> Result<Account, DomainError> {
+        let caller = require(caller)?;
+        let update = changes.validate()?;
+        self.store
+            .update_account_profile(caller.account, &update, now_ms())
+            .await?
+            .ok_or_else(|| DomainError::NotFound("your account no longer exists".into()))
+    }
+
+    /// `account_update(full_name:)` alone.
     pub async fn update_own_full_name(
         &self,
         caller: Option<&Caller>,
         full_name: &str,
     ) -> Result<Account, DomainError> {
-        let caller = require(caller)?;
-        let full_name = validate_full_name(full_name)?;
-        self.store
-            .update_account_full_name(caller.account, &full_name, now_ms())
-            .await?
-            .ok_or_else(|| DomainError::NotFound("your account no longer exists".into()))
+        validate_full_name(full_name)?;
+        self.update_account(
+            caller,
+            &ProfileChanges {
+                full_name: Some(full_name),
+                ..Default::default()
+            },
+        )
+        .await
     }
 
     // ---- devices ----
 
-    /// Registers a device for the account with `owner_email` (an administrator's operation).
+    /// The account with this email (for administrator commands).
+    pub async fn account_by_email(&self, email: &str) -> Result<Account, DomainError> {
+        let email = normalize_email(email)?;
+        self.store
+            .account_by_email(&email)
+            .await?
+            .ok_or_else(|| DomainError::NotFound(format!("no account with email {email}")))
+    }
+
+    /// Registers a device in the root group of the organization of the account with
+    /// `owner_email` (an administrator's operation: the CLI).
     pub async fn create_device(
         &self,
         imei: &str,
         owner_email: &str,
     ) -> Result<Device, DomainError> {
         let imei = Imei::parse(imei)?;
-        let email = normalize_email(owner_email)?;
-        let owner = self
-            .store
-            .account_by_email(&email)
-            .await?
-            .ok_or_else(|| DomainError::NotFound(format!("no account with email {email}")))?;
-        let device = Device {
-            imei,
-            owner: owner.id,
-            created_at: now_ms(),
-        };
-        match self.store.insert_device(&device).await {
-            Ok(()) => Ok(device),
+        let owner = self.account_by_email(owner_email).await?;
+        let root = self.root_group_of(&owner).await?;
+        self.register_device(
+            NewDevice {
+                imei,
+                group: root,
+                name: None,
+                serial: None,
+                created_at: now_ms(),
+            },
+            owner.id,
+        )
+        .await
+    }
+
+    pub(crate) async fn register_device(
+        &self,
+        device: NewDevice,
+        by: AccountId,
+    ) -> Result<Device, DomainError> {
+        match self.store.insert_device(&device, by).await {
+            Ok(d) => Ok(d),
             Err(crate::error::StoreError::Conflict(_)) => Err(DomainError::Conflict(format!(
                 "device {} is already registered",
                 device.imei
@@ -163,42 +212,71 @@ impl Ekko {
         }
     }
 
-    /// Gives a registered device to another account (an administrator's act: the CLI). From
-    /// then on its data flows to the new owner only: live subscriptions of the former owner
-    /// end with [`BusItem::AccessWithdrawn`] at the first notification stored after the change.
+    pub(crate) async fn root_group_of(&self, account: &Account) -> Result<GroupId, DomainError> {
+        Ok(self
+            .store
+            .root_group(account.organization)
+            .await?
+            .ok_or_else(|| {
+                DomainError::Internal(format!(
+                    "the organization of {} has no root group",
+                    account.email
+                ))
+            })?
+            .id)
+    }
+
+    /// Gives a registered device to another organization: into the root group of the account
+    /// with `new_owner_email` (an administrator's act: the CLI). From then on its data flows
+    /// to that organization only: live subscriptions of those who could see it before end with
+    /// [`BusItem::AccessWithdrawn`] at the first notification stored after the change.
+    /// `changed` is false when the device was already there.
     pub async fn transfer_device(
         &self,
         imei: &str,
         new_owner_email: &str,
-    ) -> Result<Device, DomainError> {
+    ) -> Result<(Device, bool), DomainError> {
         let imei = Imei::parse(imei)?;
-        let email = normalize_email(new_owner_email)?;
-        let owner = self
-            .store
-            .account_by_email(&email)
-            .await?
-            .ok_or_else(|| DomainError::NotFound(format!("no account with email {email}")))?;
+        let owner = self.account_by_email(new_owner_email).await?;
+        let root = self.root_group_of(&owner).await?;
         let device = self.require_registered(&imei).await?;
-        if device.owner != owner.id {
-            self.store.set_device_owner(&imei, owner.id).await?;
+        if device.group == root {
+            return Ok((device, false));
         }
-        Ok(Device {
-            owner: owner.id,
-            ..device
-        })
+        self.store
+            .update_device(
+                &imei,
+                &DeviceUpdate {
+                    group: Some(root),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        Ok((self.require_registered(&imei).await?, true))
     }
 
-    /// Publishes a stored notification of a device owned by `owner`.
-    fn publish(&self, owner: AccountId, notification: DeviceNotification) {
+    /// Publishes a stored notification of a device that is in `group`.
+    fn publish(&self, group: GroupId, notification: DeviceNotification) {
         self.bus.publish(Arc::new(Published {
-            owner,
+            group,
             notification,
         }));
     }
 
+    /// What `account` may do, group by group.
+    pub async fn access_of(&self, account: AccountId) -> Result<Access, DomainError> {
+        Ok(self.scope(account).await?.access)
+    }
+
     /// Can `caller` see this device? Unknown and foreign devices look the same to the caller.
     async fn visible_device(&self, caller: &Caller, imei: &Imei) -> Result<bool, DomainError> {
-        Ok(matches!(self.store.device_by_imei(imei).await?, Some(d) if d.owner == caller.account))
+        let Some(device) = self.store.device_by_imei(imei).await? else {
+            return Ok(false);
+        };
+        Ok(self
+            .access_of(caller.account)
+            .await?
+            .can(device.group, Role::Viewer))
     }
 
     // ---- ingestion ----
@@ -212,11 +290,11 @@ impl Ekko {
                 format!("a record may carry at most {MAX_FIELDS_PER_RECORD} fields"),
             ));
         }
-        let device = self.require_registered(&record.imei).await?;
+        let device = self.require_active(&record.imei).await?;
         let now = now_ms();
         ingest::flag_timing(&mut record, &now);
         let track = self.store.insert_track(&record, now).await?;
-        self.publish(device.owner, DeviceNotification::Track(track.clone()));
+        self.publish(device.group, DeviceNotification::Track(track.clone()));
         Ok(track)
     }
 
@@ -238,6 +316,20 @@ impl Ekko {
     }
 
     // ---- presence, messages, pokes ----
+
+    /// A registered device whose data is taken in (not suspended). Ingestion paths call this.
+    pub(crate) async fn require_active(
+        &self,
+        imei: &Imei,
+    ) -> Result<crate::device::Device, DomainError> {
+        let device = self.require_registered(imei).await?;
+        if device.status == DeviceStatus::Suspended {
+            return Err(DomainError::NotFound(format!(
+                "device {imei} is suspended: its data is refused until a manager sets its status back to active"
+            )));
+        }
+        Ok(device)
+    }
 
     pub(crate) async fn require_registered(
         &self,
@@ -261,7 +353,7 @@ impl Ekko {
     ) -> Result<Presence, DomainError> {
         let reason = reason.map(|r| check_name("reason", r)).transpose()?;
         let protocol = protocol.map(|p| check_name("protocol", p)).transpose()?;
-        let device = self.require_registered(imei).await?;
+        let device = self.require_active(imei).await?;
         let presence = self
             .store
             .insert_presence(&NewPresence {
@@ -272,7 +364,7 @@ impl Ekko {
                 time: now_ms(),
             })
             .await?;
-        self.publish(device.owner, DeviceNotification::Presence(presence.clone()));
+        self.publish(device.group, DeviceNotification::Presence(presence.clone()));
         Ok(presence)
     }
 
@@ -283,9 +375,9 @@ impl Ekko {
         check_name("sender", &message.sender)?;
         check_name("recipient", &message.recipient)?;
         check_payload(&message.payload)?;
-        let device = self.require_registered(&message.imei).await?;
+        let device = self.require_active(&message.imei).await?;
         let stored = self.store.insert_message(&message, now_ms()).await?;
-        self.publish(device.owner, DeviceNotification::Message(stored.clone()));
+        self.publish(device.group, DeviceNotification::Message(stored.clone()));
         Ok(stored)
     }
 
@@ -295,9 +387,9 @@ impl Ekko {
         check_name("sender", &poke.sender)?;
         check_name("namespace", &poke.namespace)?;
         check_payload(&poke.payload)?;
-        let device = self.require_registered(&poke.imei).await?;
+        let device = self.require_active(&poke.imei).await?;
         let stored = self.store.insert_poke(&poke, now_ms()).await?;
-        self.publish(device.owner, DeviceNotification::Poke(stored.clone()));
+        self.publish(device.group, DeviceNotification::Poke(stored.clone()));
         Ok(stored)
     }
 
@@ -311,7 +403,10 @@ impl Ekko {
         payload: Vec<u8>,
     ) -> Result<DeviceMessage, DomainError> {
         let caller = require(caller)?;
-        let imei = self.owned_device(caller, device_id).await?;
+        let imei = self
+            .device_with_role(caller, device_id, Role::Manager)
+            .await?
+            .imei;
         self.ingest_message(NewMessage {
             recipient: imei.to_string(),
             imei,
@@ -335,7 +430,10 @@ impl Ekko {
         payload: Vec<u8>,
     ) -> Result<Poke, DomainError> {
         let caller = require(caller)?;
-        let imei = self.owned_device(caller, device_id).await?;
+        let imei = self
+            .device_with_role(caller, device_id, Role::Manager)
+            .await?
+            .imei;
         self.ingest_poke(NewPoke {
             imei,
             sender: caller.account.to_string(),
@@ -347,6 +445,21 @@ impl Ekko {
 
     /// The device `device_id` if the caller can see it; unknown and foreign look the same.
     async fn owned_device(&self, caller: &Caller, device_id: &str) -> Result<Imei, DomainError> {
+        Ok(self
+            .device_with_role(caller, device_id, Role::Viewer)
+            .await?
+            .imei)
+    }
+
+    /// The device `device_id` if the caller holds at least `needed` on its group. A device the
+    /// caller cannot see at all is "not found" (like an unknown one); one it sees with too weak
+    /// a role is "forbidden", naming the role needed.
+    pub(crate) async fn device_with_role(
+        &self,
+        caller: &Caller,
+        device_id: &str,
+        needed: Role,
+    ) -> Result<Device, DomainError> {
         let not_found = || {
             // Quoted (an empty id stays visible) and cut short (the id is the caller's input).
             let shown: String = device_id.chars().take(64).collect();
@@ -358,10 +471,18 @@ impl Ekko {
             DomainError::NotFound(format!("no device '{shown}{more}' visible to you"))
         };
         let imei = Imei::parse(device_id).map_err(|_| not_found())?;
-        if !self.visible_device(caller, &imei).await? {
-            return Err(not_found());
+        let device = self
+            .store
+            .device_by_imei(&imei)
+            .await?
+            .ok_or_else(not_found)?;
+        match self.access_of(caller.account).await?.role_on(device.group) {
+            None => Err(not_found()),
+            Some(r) if r < needed => Err(DomainError::Forbidden(format!(
+                "you may see device {imei} but not change it: that needs the {needed} role on its group (you are {r})"
+            ))),
+            Some(_) => Ok(device),
         }
-        Ok(imei)
     }
 
     // ---- live notifications ----
@@ -386,12 +507,20 @@ impl Ekko {
                 format!("deviceIds may name at most {MAX_DEVICES_PER_SUBSCRIPTION} devices"),
             ));
         }
+        let access = self.access_of(caller.account).await?;
         let mut devices = Vec::with_capacity(device_ids.len());
         let mut refused = Vec::new();
         for id in device_ids {
-            match Imei::parse(id) {
-                Ok(imei) if self.visible_device(caller, &imei).await? => devices.push(imei),
-                _ => refused.push(id.as_str()),
+            let visible = match Imei::parse(id) {
+                Ok(imei) => match self.store.device_by_imei(&imei).await? {
+                    Some(d) if access.can(d.group, Role::Viewer) => Some(imei),
+                    _ => None,
+                },
+                Err(_) => None,
+            };
+            match visible {
+                Some(imei) => devices.push(imei),
+                None => refused.push(id.as_str()),
             }
         }
         if !refused.is_empty() {
@@ -404,32 +533,37 @@ impl Ekko {
         devices.dedup();
         Ok(withdraw_on_owner_change(
             self.bus.subscribe(&devices),
-            caller.account,
+            access.visible_set(),
         ))
     }
 }
 
-/// Re-checks access on every delivery, for free: a notification published for another owner
-/// means the device changed hands since the subscription was made, so the subscriber is told
-/// (`AccessWithdrawn`) instead of receiving it, and the stream ends there.
+/// Re-checks access on every delivery, for free: a notification published from a group the
+/// caller could not see when subscribing means the device was moved or given away since, so
+/// the subscriber is told (`AccessWithdrawn`) instead of receiving it, and the stream ends.
+/// (Moved into a group created after the subscription, it ends too: subscribe again.)
 ///
 /// The stream ends right after `AccessWithdrawn`, without waiting for the bus's next item (the
 /// client is told `complete` at once, not at the device's next record).
-fn withdraw_on_owner_change(stream: BusStream, caller: AccountId) -> BusStream {
+fn withdraw_on_owner_change(
+    stream: BusStream,
+    visible: std::collections::HashSet<GroupId>,
+) -> BusStream {
     use futures::StreamExt;
-    Box::pin(futures::stream::unfold(
-        Some(stream),
-        move |stream| async move {
+    let visible = Arc::new(visible);
+    Box::pin(futures::stream::unfold(Some(stream), move |stream| {
+        let visible = visible.clone();
+        async move {
             let mut stream = stream?;
             let item = match stream.next().await? {
-                BusItem::Notification(p) if p.owner != caller => {
+                BusItem::Notification(p) if !visible.contains(&p.group) => {
                     return Some((BusItem::AccessWithdrawn(p.device().clone()), None));
                 }
                 other => other,
             };
             Some((item, Some(stream)))
-        },
-    ))
+        }
+    }))
 }
 
 fn check_name(field: &str, value: &str) -> Result<String, DomainError> {

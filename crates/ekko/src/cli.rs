@@ -41,6 +41,17 @@ enum Command {
         #[command(subcommand)]
         command: DeviceCommand,
     },
+    /// Manage groups (the tree devices, vehicles and roles live in) and who holds which role,
+    /// acting as an account with exactly its rights.
+    Group {
+        #[command(subcommand)]
+        command: crate::fleet_cli::GroupCommand,
+    },
+    /// Manage vehicles and which device is installed in which, acting as an account.
+    Vehicle {
+        #[command(subcommand)]
+        command: crate::fleet_cli::VehicleCommand,
+    },
     /// Manage integrations: machine callers that push device data (CloudConnect webhook).
     Integration {
         #[command(subcommand)]
@@ -76,7 +87,7 @@ enum KeysCommand {
 }
 
 #[derive(Args, Debug, Clone)]
-struct DataDir {
+pub(crate) struct DataDir {
     /// The data directory (database and signing keys).
     #[arg(long, env = "EKKO_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
@@ -90,7 +101,7 @@ struct DataDir {
 
 impl DataDir {
     /// The directory of the chosen environment.
-    fn dir(&self) -> PathBuf {
+    pub(crate) fn dir(&self) -> PathBuf {
         crate::environment::data_dir(&self.data_dir, &self.environment)
     }
 }
@@ -403,12 +414,20 @@ async fn run(command: Command) -> Result<()> {
             let (ekko, store) = server::open_domain(&data.dir()).await?;
             let result = ekko.transfer_device(&imei, &account).await;
             store.close().await;
-            let device = result?;
-            println!(
-                "device {} now belongs to {}",
-                device.imei,
-                account.trim().to_lowercase()
-            );
+            let (device, changed) = result?;
+            if changed {
+                println!(
+                    "device {} now belongs to {}",
+                    device.imei,
+                    account.trim().to_lowercase()
+                );
+            } else {
+                println!(
+                    "device {} already belongs to {}: nothing changed",
+                    device.imei,
+                    account.trim().to_lowercase()
+                );
+            }
             Ok(())
         }
         Command::Device {
@@ -439,6 +458,8 @@ async fn run(command: Command) -> Result<()> {
         Command::Integration {
             command: IntegrationCommand::Create { data, account },
         } => crate::admin::integration_create(&data.dir(), &account).await,
+        Command::Group { command } => crate::fleet_cli::group(command).await,
+        Command::Vehicle { command } => crate::fleet_cli::vehicle(command).await,
         Command::Demo(a) => crate::demo::run(a).await,
         Command::Keys {
             command: KeysCommand::Rotate { data },

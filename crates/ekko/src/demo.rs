@@ -11,6 +11,74 @@ use crate::server::{self, ServeOptions};
 use crate::simulator::{self, SimulateOptions};
 
 pub const DEMO_EMAIL: &str = "demo@ekko.example";
+/// The demo's second account: invited as a viewer of the Lyon group before it signed up.
+pub const DEMO_VIEWER_EMAIL: &str = "lyon.dispatch@ekko.example";
+
+/// The demo organization, in a fresh database: `DEMO_EMAIL` (admin) founds "Demo Fleet" with
+/// groups Paris > Paris North and Lyon (ids 1 to 4); `count` devices spread over the three
+/// subgroups, each named "Van N" and installed in a vehicle of its group; and
+/// `DEMO_VIEWER_EMAIL`, a viewer of Lyon. Returns the devices' IMEIs. The README's GraphQL
+/// cookbook runs against this data in CI.
+pub async fn seed_fleet(
+    ekko: &ekko_core::Ekko,
+    password: &str,
+    count: usize,
+) -> Result<Vec<ekko_core::Imei>> {
+    use ekko_core::service::fleet::VehicleArgs;
+    ekko_connect::accounts::register(ekko, DEMO_EMAIL, password, "Demo Fleet").await?;
+    let (me, root) = ekko.act_as(DEMO_EMAIL).await?;
+    let me = Some(&me);
+    let group = |parent: String, name: &'static str| async move {
+        ekko.create_group(me, &parent, name, None)
+            .await
+            .map(|g| g.id)
+    };
+    let paris = group(root.to_string(), "Paris").await?;
+    let north = group(paris.to_string(), "Paris North").await?;
+    let lyon = group(root.to_string(), "Lyon").await?;
+    let mut imeis = Vec::new();
+    for i in 0..count {
+        let imei = imei_with_check_digit(&format!("3598812345{i:04}"))?;
+        let home = [north, paris, lyon][i % 3].to_string();
+        let name = format!("Van {}", i + 1);
+        ekko.add_device(
+            me,
+            imei.as_str(),
+            &home,
+            Some(&name),
+            Some(&format!("SN-{:05}", i + 1)),
+        )
+        .await?;
+        let vin = format!("VF1KW2R0000{:06}", i + 1);
+        let plate = format!("EK-{:03}-KO", i + 1);
+        let vehicle = ekko
+            .create_vehicle(
+                me,
+                &home,
+                &VehicleArgs {
+                    name: Some(&name),
+                    vin: Some(&vin),
+                    plate: Some(&plate),
+                    make: Some("Renault"),
+                    model: Some(if i % 2 == 0 {
+                        "Kangoo E-Tech"
+                    } else {
+                        "Master"
+                    }),
+                    year: Some(2022),
+                    fuel_type: Some(if i % 2 == 0 { "electric" } else { "diesel" }),
+                },
+            )
+            .await?;
+        ekko.attach_device(me, imei.as_str(), &vehicle.id.to_string())
+            .await?;
+        imeis.push(imei);
+    }
+    ekko.invite(me, &lyon.to_string(), DEMO_VIEWER_EMAIL, "viewer")
+        .await?;
+    ekko_connect::accounts::register(ekko, DEMO_VIEWER_EMAIL, password, "Lyon Dispatch").await?;
+    Ok(imeis)
+}
 
 fn random_password() -> String {
     const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
@@ -57,19 +125,15 @@ async fn serve_demo(
     interval: std::time::Duration,
 ) -> Result<()> {
     let data_dir = data_dir.to_path_buf();
-    // Seed: one account and its devices, through the same domain calls as the CLI.
+    // Seed: an organization with groups, devices, vehicles and a second account, through the
+    // same domain calls as the API and the CLI.
     let password = random_password();
-    let mut imeis = Vec::new();
-    {
+    let imeis = {
         let (ekko, store) = server::open_domain(&data_dir).await?;
-        ekko_connect::accounts::register(&ekko, DEMO_EMAIL, &password, "Demo Driver").await?;
-        for i in 0..args.vehicles {
-            let imei = imei_with_check_digit(&format!("3598812345{i:04}"))?;
-            ekko.create_device(imei.as_str(), DEMO_EMAIL).await?;
-            imeis.push(imei);
-        }
+        let seeded = seed_fleet(&ekko, &password, args.vehicles).await;
         store.close().await;
-    }
+        seeded?
+    };
 
     let opts = ServeOptions {
         data_dir: data_dir.clone(),
@@ -91,8 +155,10 @@ Ekko demo is running.
   data directory : {data}
   API            : {base}   (GraphQL editor: {base}/services/ekko/v2/graphql)
   OsmAnd listener: http://{osmand}
-  account        : {DEMO_EMAIL}  password: {password}
-  devices        : {devices}
+  account        : {DEMO_EMAIL}  password: {password}   (admin of the organization)
+  second account : {DEMO_VIEWER_EMAIL}  same password   (viewer of the Lyon group)
+  groups         : Demo Fleet (1) > Paris (2) > Paris North (3); Demo Fleet (1) > Lyon (4)
+  devices        : {devices}   (each installed in a vehicle: `ekko vehicle list`)
 
 Get a token:
   curl -s {base}/oauth/token -H 'Content-Type: application/json' \

@@ -5,5 +5,6 @@ pub mod admin;
 pub mod cli;
 pub mod demo;
 pub mod environment;
+pub mod fleet_cli;
 pub mod server;
 pub mod simulator;

@@ -8,7 +8,7 @@ use crate::Caller;
 use crate::device::Device;
 use crate::error::DomainError;
 use crate::history::{LastValue, Reading, TrackWindow};
-use crate::paging::{DEVICE_PAGES, Page, PageRequest, Position, READING_PAGES, TRACK_PAGES};
+use crate::paging::{Page, PageRequest, Position, READING_PAGES, TRACK_PAGES};
 use crate::time::Timestamp;
 use crate::track::Track;
 
@@ -96,7 +96,7 @@ fn after_time_id(req: &PageRequest) -> Result<Option<(i64, i64)>, DomainError> {
     match &req.after {
         None => Ok(None),
         Some(Position::TimeId(t, i)) => Ok(Some((*t, *i))),
-        Some(Position::Key(_)) => Err(DomainError::invalid(
+        Some(_) => Err(DomainError::invalid(
             "page_id",
             "page_id is not a cursor of this list",
         )),
@@ -109,34 +109,6 @@ impl Ekko {
         let caller = require(caller)?;
         let imei = self.owned_device(caller, id).await?;
         self.require_registered(&imei).await
-    }
-
-    /// The caller's devices, a page at a time, by IMEI.
-    pub async fn devices(
-        &self,
-        caller: Option<&Caller>,
-        page: PageArgs<'_>,
-    ) -> Result<Page<Device>, DomainError> {
-        let caller = require(caller)?;
-        let req = PageRequest::parse("devices", DEVICE_PAGES, page.page_size, page.page_id)?;
-        let after = match &req.after {
-            None => None,
-            Some(Position::Key(k)) => Some(k.as_str()),
-            Some(Position::TimeId(..)) => {
-                return Err(DomainError::invalid(
-                    "page_id",
-                    "page_id is not a cursor of devices",
-                ));
-            }
-        };
-        let items = self
-            .store
-            .devices_of(caller.account, after, req.fetch())
-            .await?;
-        let count = self.store.count_devices_of(caller.account).await?;
-        Ok(req.page("devices", items, Some(count), |d| {
-            Position::Key(d.imei.as_str().to_owned())
-        }))
     }
 
     /// A device's tracks recorded in the window, oldest first, a page at a time. With

@@ -89,8 +89,8 @@ impl Ekko {
         let mut owners = BTreeMap::new();
         for r in &records {
             if !owners.contains_key(&r.imei) {
-                let device = self.require_registered(&r.imei).await?;
-                owners.insert(r.imei.clone(), device.owner);
+                let device = self.require_active(&r.imei).await?;
+                owners.insert(r.imei.clone(), device.group);
             }
         }
         let now = now_ms();

@@ -413,22 +413,12 @@ impl OAuthStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ekko_core::account::Account;
-    use ekko_core::ports::Store;
     use ekko_core::time::now_ms;
 
     async fn store_with_account() -> (tempfile::TempDir, SqliteStore, AccountId) {
         let dir = tempfile::tempdir().unwrap();
         let s = SqliteStore::open(dir.path()).await.unwrap();
-        let a = Account {
-            id: AccountId::new_random(),
-            email: "a@b.c".into(),
-            full_name: "A".into(),
-            password_hash: "x".into(),
-            created_at: now_ms(),
-            updated_at: now_ms(),
-        };
-        s.insert_account(&a).await.unwrap();
+        let a = crate::sqlite::test_support::account(&s, "a@b.c").await;
         (dir, s, a.id)
     }
 

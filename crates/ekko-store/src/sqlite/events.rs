@@ -99,35 +99,20 @@ impl SqliteStore {
 
 #[cfg(test)]
 mod tests {
-    use ekko_core::account::Account;
-    use ekko_core::device::Device;
+    use ekko_core::Imei;
     use ekko_core::notification::{MessageKind, PresenceKind};
     use ekko_core::ports::Store;
     use ekko_core::time::now_ms;
-    use ekko_core::{AccountId, Imei};
 
     use super::*;
 
     async fn store_with_device() -> (tempfile::TempDir, SqliteStore, Imei) {
         let dir = tempfile::tempdir().unwrap();
         let s = SqliteStore::open(dir.path()).await.unwrap();
-        let a = Account {
-            id: AccountId::new_random(),
-            email: "a@b.c".into(),
-            full_name: "A".into(),
-            password_hash: "x".into(),
-            created_at: now_ms(),
-            updated_at: now_ms(),
-        };
-        s.insert_account(&a).await.unwrap();
-        let imei = Imei::parse("359881234567899").unwrap();
-        s.insert_device(&Device {
-            imei: imei.clone(),
-            owner: a.id,
-            created_at: now_ms(),
-        })
-        .await
-        .unwrap();
+        let a = crate::sqlite::test_support::account(&s, "a@b.c").await;
+        let imei = crate::sqlite::test_support::device(&s, &a, "359881234567899")
+            .await
+            .imei;
         (dir, s, imei)
     }
 

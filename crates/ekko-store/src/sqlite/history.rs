@@ -2,18 +2,17 @@
 //! paging, the last value of each field (`device_last_values`, migration 0006, kept up to date
 //! by the track writer in `tracks_batch`), and one field's values as a series.
 
-use ekko_core::device::Device;
+use ekko_core::Imei;
 use ekko_core::error::StoreError;
 use ekko_core::fields::FieldValue;
 use ekko_core::history::{LastValue, Reading, TrackWindow};
 use ekko_core::ports::StoreResult;
 use ekko_core::time::Timestamp;
 use ekko_core::track::{Coordinates, Track};
-use ekko_core::{AccountId, Imei};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
-use super::{SqliteStore, backend, device_from_row, track_from_row, ts};
+use super::{SqliteStore, backend, track_from_row, ts};
 
 /// `[since, until)` in unix ms, open ends as the extremes, so that one indexed range query
 /// serves every window.
@@ -50,33 +49,6 @@ fn last_value_from_row(r: &SqliteRow) -> StoreResult<LastValue> {
 }
 
 impl SqliteStore {
-    pub(super) async fn devices_of_owner(
-        &self,
-        owner: AccountId,
-        after: Option<&str>,
-        limit: u32,
-    ) -> StoreResult<Vec<Device>> {
-        sqlx::query("SELECT * FROM devices WHERE owner = ? AND imei > ? ORDER BY imei LIMIT ?")
-            .bind(owner.to_string())
-            .bind(after.unwrap_or(""))
-            .bind(i64::from(limit))
-            .fetch_all(&self.reader)
-            .await
-            .map_err(backend)?
-            .iter()
-            .map(device_from_row)
-            .collect()
-    }
-
-    pub(super) async fn count_devices_of_owner(&self, owner: AccountId) -> StoreResult<u64> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM devices WHERE owner = ?")
-            .bind(owner.to_string())
-            .fetch_one(&self.reader)
-            .await
-            .map_err(backend)?;
-        Ok(n as u64)
-    }
-
     pub(super) async fn tracks_window(
         &self,
         imei: &Imei,
@@ -215,7 +187,6 @@ impl SqliteStore {
 
 #[cfg(test)]
 mod tests {
-    use ekko_core::account::Account;
     use ekko_core::fields::Field;
     use ekko_core::ports::Store;
     use ekko_core::time::{from_unix_ms, now_ms};
@@ -229,25 +200,10 @@ mod tests {
     async fn the_migrations_backfill_agrees_with_the_writer() {
         let dir = tempfile::tempdir().unwrap();
         let s = SqliteStore::open(dir.path()).await.unwrap();
-        let owner = AccountId::new_random();
-        s.insert_account(&Account {
-            id: owner,
-            email: "a@b.c".into(),
-            full_name: "A".into(),
-            password_hash: "x".into(),
-            created_at: now_ms(),
-            updated_at: now_ms(),
-        })
-        .await
-        .unwrap();
-        let imei = Imei::parse("359881234567899").unwrap();
-        s.insert_device(&Device {
-            imei: imei.clone(),
-            owner,
-            created_at: now_ms(),
-        })
-        .await
-        .unwrap();
+        let a = crate::sqlite::test_support::account(&s, "a@b.c").await;
+        let imei = crate::sqlite::test_support::device(&s, &a, "359881234567899")
+            .await
+            .imei;
         let track = |ms: i64, fix: bool, fields: Vec<Field>| NewTrack {
             record: TrackRecord {
                 imei: imei.clone(),

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ekko_core::account::Account;
-use ekko_core::device::Device;
+use ekko_core::device::{Device, NewDevice};
 use ekko_core::error::StoreError;
 use ekko_core::fields::Field;
 use ekko_core::history::{LastValue, Reading, TrackWindow};
@@ -15,6 +15,7 @@ use ekko_core::ports::{RefreshTokenRecord, RotateOutcome, Store, StoreResult};
 use ekko_core::time::{Timestamp, from_unix_ms};
 use ekko_core::track::{Coordinates, Track, TrackRecord};
 use ekko_core::{AccountId, Imei};
+use fleet::{account_from_row, device_from_row};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
@@ -23,6 +24,7 @@ use sqlx::{Row, migrate::Migrator};
 
 mod connect;
 mod events;
+mod fleet;
 mod history;
 mod integrations;
 mod tracks_batch;
@@ -104,28 +106,6 @@ impl SqliteStore {
     }
 }
 
-fn account_from_row(r: &SqliteRow) -> StoreResult<Account> {
-    let id: String = r.try_get("id").map_err(backend)?;
-    Ok(Account {
-        id: AccountId::parse(&id).map_err(|e| StoreError::Backend(e.to_string()))?,
-        email: r.try_get("email").map_err(backend)?,
-        full_name: r.try_get("full_name").map_err(backend)?,
-        password_hash: r.try_get("password_hash").map_err(backend)?,
-        created_at: ts(r.try_get("created_at").map_err(backend)?)?,
-        updated_at: ts(r.try_get("updated_at").map_err(backend)?)?,
-    })
-}
-
-fn device_from_row(r: &SqliteRow) -> StoreResult<Device> {
-    let imei: String = r.try_get("imei").map_err(backend)?;
-    let owner: String = r.try_get("owner").map_err(backend)?;
-    Ok(Device {
-        imei: Imei::parse(&imei).map_err(|e| StoreError::Backend(e.to_string()))?,
-        owner: AccountId::parse(&owner).map_err(|e| StoreError::Backend(e.to_string()))?,
-        created_at: ts(r.try_get("created_at").map_err(backend)?)?,
-    })
-}
-
 fn track_from_row(r: &SqliteRow) -> StoreResult<Track> {
     let imei: String = r.try_get("imei").map_err(backend)?;
     let lat: Option<f64> = r.try_get("lat").map_err(backend)?;
@@ -144,21 +124,6 @@ fn track_from_row(r: &SqliteRow) -> StoreResult<Track> {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn insert_account(&self, a: &Account) -> StoreResult<()> {
-        let r = sqlx::query(
-            "INSERT INTO accounts (id, email, full_name, password_hash, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(a.id.to_string())
-        .bind(&a.email)
-        .bind(&a.full_name)
-        .bind(&a.password_hash)
-        .bind(a.created_at.timestamp_millis())
-        .bind(a.updated_at.timestamp_millis())
-        .execute(&self.writer)
-        .await;
-        inserted(r, || format!("account {}", a.email))
-    }
-
     async fn account_by_id(&self, id: AccountId) -> StoreResult<Option<Account>> {
         sqlx::query("SELECT * FROM accounts WHERE id = ?")
             .bind(id.to_string())
@@ -181,66 +146,22 @@ impl Store for SqliteStore {
             .transpose()
     }
 
-    async fn update_account_full_name(
-        &self,
-        id: AccountId,
-        full_name: &str,
-        updated_at: Timestamp,
-    ) -> StoreResult<Option<Account>> {
-        sqlx::query("UPDATE accounts SET full_name = ?, updated_at = ? WHERE id = ? RETURNING *")
-            .bind(full_name)
-            .bind(updated_at.timestamp_millis())
-            .bind(id.to_string())
-            .fetch_optional(&self.writer)
-            .await
-            .map_err(backend)?
-            .as_ref()
-            .map(account_from_row)
-            .transpose()
-    }
-
-    async fn insert_device(&self, d: &Device) -> StoreResult<()> {
-        let r = sqlx::query("INSERT INTO devices (imei, owner, created_at) VALUES (?, ?, ?)")
-            .bind(d.imei.as_str())
-            .bind(d.owner.to_string())
-            .bind(d.created_at.timestamp_millis())
-            .execute(&self.writer)
-            .await;
-        inserted(r, || format!("device {}", d.imei))
+    async fn insert_device(&self, d: &NewDevice, by: AccountId) -> StoreResult<Device> {
+        self.insert_new_device(d, by).await
     }
 
     async fn device_by_imei(&self, imei: &Imei) -> StoreResult<Option<Device>> {
-        sqlx::query("SELECT * FROM devices WHERE imei = ?")
-            .bind(imei.as_str())
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(backend)?
-            .as_ref()
-            .map(device_from_row)
-            .transpose()
-    }
-
-    async fn set_device_owner(&self, imei: &Imei, owner: AccountId) -> StoreResult<()> {
-        sqlx::query("UPDATE devices SET owner = ? WHERE imei = ?")
-            .bind(owner.to_string())
-            .bind(imei.as_str())
-            .execute(&self.writer)
-            .await
-            .map_err(backend)?;
-        Ok(())
-    }
-
-    async fn devices_of(
-        &self,
-        owner: AccountId,
-        after: Option<&str>,
-        limit: u32,
-    ) -> StoreResult<Vec<Device>> {
-        self.devices_of_owner(owner, after, limit).await
-    }
-
-    async fn count_devices_of(&self, owner: AccountId) -> StoreResult<u64> {
-        self.count_devices_of_owner(owner).await
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{} WHERE d.imei = ?",
+            fleet::DEVICE_SELECT
+        )))
+        .bind(imei.as_str())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(backend)?
+        .as_ref()
+        .map(device_from_row)
+        .transpose()
     }
 
     async fn set_device_secret_hash(&self, imei: &Imei, hash: Option<&str>) -> StoreResult<()> {
@@ -442,6 +363,50 @@ impl Store for SqliteStore {
     }
 }
 
+/// Fixtures for the store's own tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use ekko_core::account::{Account, NewAccount};
+    use ekko_core::device::{Device, NewDevice};
+    use ekko_core::ports::{FleetStore, Store};
+    use ekko_core::time::now_ms;
+    use ekko_core::{AccountId, Imei};
+
+    use super::SqliteStore;
+
+    /// A new account (with its organization and root group).
+    pub async fn account(s: &SqliteStore, email: &str) -> Account {
+        s.insert_account(&new_account(email), "Org").await.unwrap()
+    }
+
+    pub fn new_account(email: &str) -> NewAccount {
+        NewAccount {
+            id: AccountId::new_random(),
+            email: email.into(),
+            full_name: "A".into(),
+            password_hash: "x".into(),
+            created_at: now_ms(),
+        }
+    }
+
+    /// A device in the root group of `owner`'s organization.
+    pub async fn device(s: &SqliteStore, owner: &Account, imei: &str) -> Device {
+        let root = s.root_group(owner.organization).await.unwrap().unwrap();
+        s.insert_device(
+            &NewDevice {
+                imei: Imei::parse(imei).unwrap(),
+                group: root.id,
+                name: None,
+                serial: None,
+                created_at: now_ms(),
+            },
+            owner.id,
+        )
+        .await
+        .unwrap()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -454,23 +419,15 @@ mod tests {
         (dir, s)
     }
 
-    fn account(email: &str) -> Account {
-        Account {
-            id: AccountId::new_random(),
-            email: email.into(),
-            full_name: "A".into(),
-            password_hash: "x".into(),
-            created_at: now_ms(),
-            updated_at: now_ms(),
-        }
-    }
+    use super::test_support::{account, device, new_account};
+    use ekko_core::ports::FleetStore;
 
     #[tokio::test]
     async fn duplicate_email_is_a_conflict() {
         let (_d, s) = store().await;
-        s.insert_account(&account("a@b.c")).await.unwrap();
+        account(&s, "a@b.c").await;
         assert!(matches!(
-            s.insert_account(&account("a@b.c")).await,
+            s.insert_account(&new_account("a@b.c"), "Org").await,
             Err(StoreError::Conflict(_))
         ));
     }
@@ -478,16 +435,8 @@ mod tests {
     #[tokio::test]
     async fn track_round_trips_with_typed_fields_and_no_fix() {
         let (_d, s) = store().await;
-        let a = account("a@b.c");
-        s.insert_account(&a).await.unwrap();
-        let imei = Imei::parse("359881234567899").unwrap();
-        s.insert_device(&Device {
-            imei: imei.clone(),
-            owner: a.id,
-            created_at: now_ms(),
-        })
-        .await
-        .unwrap();
+        let a = account(&s, "a@b.c").await;
+        let imei = device(&s, &a, "359881234567899").await.imei;
         let rec = TrackRecord {
             imei: imei.clone(),
             recorded_at: now_ms(),
@@ -507,8 +456,7 @@ mod tests {
     #[tokio::test]
     async fn refresh_rotation_is_single_use_and_reuse_revokes_the_family() {
         let (_d, s) = store().await;
-        let a = account("a@b.c");
-        s.insert_account(&a).await.unwrap();
+        let a = account(&s, "a@b.c").await;
         let rec = |h: &str| RefreshTokenRecord {
             token_hash: h.into(),
             family: "f".into(),
@@ -539,8 +487,7 @@ mod tests {
     #[tokio::test]
     async fn concurrent_rotations_of_one_token_let_exactly_one_win() {
         let (_d, s) = store().await;
-        let a = account("a@b.c");
-        s.insert_account(&a).await.unwrap();
+        let a = account(&s, "a@b.c").await;
         let rec = |h: String| RefreshTokenRecord {
             token_hash: h,
             family: "f".into(),

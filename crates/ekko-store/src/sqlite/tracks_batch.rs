@@ -286,13 +286,11 @@ async fn insert_deduplicated(
 
 #[cfg(test)]
 mod tests {
-    use ekko_core::account::Account;
-    use ekko_core::device::Device;
+    use ekko_core::Imei;
     use ekko_core::fields::{Field, FieldValue};
     use ekko_core::ports::Store;
     use ekko_core::time::{from_unix_ms, now_ms};
     use ekko_core::track::TrackRecord;
-    use ekko_core::{AccountId, Imei};
 
     use super::*;
 
@@ -311,25 +309,10 @@ mod tests {
     async fn store_with_device() -> (tempfile::TempDir, SqliteStore, Imei) {
         let dir = tempfile::tempdir().unwrap();
         let s = SqliteStore::open(dir.path()).await.unwrap();
-        let owner = AccountId::new_random();
-        s.insert_account(&Account {
-            id: owner,
-            email: "a@b.c".into(),
-            full_name: "A".into(),
-            password_hash: "x".into(),
-            created_at: now_ms(),
-            updated_at: now_ms(),
-        })
-        .await
-        .unwrap();
-        let imei = Imei::parse("359881234567899").unwrap();
-        s.insert_device(&Device {
-            imei: imei.clone(),
-            owner,
-            created_at: now_ms(),
-        })
-        .await
-        .unwrap();
+        let a = crate::sqlite::test_support::account(&s, "a@b.c").await;
+        let imei = crate::sqlite::test_support::device(&s, &a, "359881234567899")
+            .await
+            .imei;
         (dir, s, imei)
     }
 
