@@ -7,9 +7,10 @@
 //! SQL. Resends are skipped by the unique (imei, recorded_at, dedup_key) index (migration 0002)
 //! with `INSERT OR IGNORE`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use ekko_core::error::StoreError;
+use ekko_core::fields::Field;
 use ekko_core::ports::StoreResult;
 use ekko_core::time::Timestamp;
 use ekko_core::track::{NewTrack, Track, TrackRecord};
@@ -29,9 +30,48 @@ struct Row7 {
     fields: String,
     /// `None` for single-record ingestion (no de-duplication: the unique index never matches).
     dedup_key: Option<String>,
-    /// Each field's name and JSON value, for `device_last_values`.
-    values: Vec<(String, String)>,
+    /// The names of the fields, for `device_last_values`, one after the other (`name_ends`:
+    /// where each ends); empty for a record that must not become current state. A value is
+    /// serialized only for the rows that end up newest (read back from `fields`), not for all.
+    names: String,
+    name_ends: Vec<u32>,
 }
+
+impl Row7 {
+    fn names(&self) -> impl Iterator<Item = &str> {
+        let mut start = 0;
+        self.name_ends.iter().map(move |&end| {
+            let name = &self.names[start..end as usize];
+            start = end as usize;
+            name
+        })
+    }
+}
+
+/// FNV-1a: the maps here are keyed by short strings (IMEIs, field names, de-duplication keys)
+/// chosen by our own devices' records, rebuilt for every group; SipHash cost more than the map.
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = self.0;
+        for b in bytes {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type FnvBuild = std::hash::BuildHasherDefault<Fnv>;
 
 /// Rows per multi-row upsert of `device_last_values` (7 parameters each).
 const LAST_VALUES_PER_STATEMENT: usize = 256;
@@ -48,6 +88,18 @@ fn push_row_placeholders(sql: &mut String, rows: usize) {
     }
 }
 
+/// A track write as the writer task receives it: the rows, already serialized by the caller.
+pub(super) struct TrackJob {
+    rows: Vec<Row7>,
+    received_at: i64,
+}
+
+impl TrackJob {
+    pub(super) fn rows(&self) -> usize {
+        self.rows.len()
+    }
+}
+
 /// Stores `rows` in the next group commit; for each row, the id it was stored under, or
 /// `None` for a resend that was skipped.
 async fn write(
@@ -56,12 +108,16 @@ async fn write(
     received_at: Timestamp,
 ) -> StoreResult<Vec<Option<i64>>> {
     let received_at = received_at.timestamp_millis();
-    store
-        .group
-        .run(rows.len(), move |conn| {
-            Box::pin(async move { insert_rows(conn, &rows, received_at).await })
-        })
-        .await
+    store.group.run_tracks(TrackJob { rows, received_at }).await
+}
+
+/// Writes one job alone (the writer's fallback when a merged write failed): `INSERT OR IGNORE
+/// … RETURNING` for de-duplicated rows, then the job's last values.
+pub(super) async fn write_one(
+    conn: &mut SqliteConnection,
+    job: &TrackJob,
+) -> StoreResult<Vec<Option<i64>>> {
+    insert_rows(conn, &job.rows, job.received_at).await
 }
 
 fn row_of(record: &TrackRecord, dedup_key: Option<&str>) -> StoreResult<Row7> {
@@ -74,18 +130,22 @@ fn row_of(record: &TrackRecord, dedup_key: Option<&str>) -> StoreResult<Row7> {
             .map_err(|e| StoreError::Backend(e.to_string()))?,
         dedup_key: dedup_key.map(str::to_owned),
         // A future-dated record never becomes the current state (TrackRecord::is_future_dated).
-        values: if record.is_future_dated() {
+        names: if record.is_future_dated() {
+            String::new()
+        } else {
+            record.fields.iter().map(|f| f.name.as_str()).collect()
+        },
+        name_ends: if record.is_future_dated() {
             Vec::new()
         } else {
             record
                 .fields
                 .iter()
-                .map(|f| {
-                    serde_json::to_string(&f.value)
-                        .map(|v| (f.name.clone(), v))
-                        .map_err(|e| StoreError::Backend(e.to_string()))
+                .scan(0u32, |end, f| {
+                    *end += f.name.len() as u32;
+                    Some(*end)
                 })
-                .collect::<StoreResult<_>>()?
+                .collect()
         },
     })
 }
@@ -162,7 +222,8 @@ async fn insert_rows(
         }
         ids.extend(insert_deduplicated(conn, chunk, received_at).await?);
     }
-    update_last_values(conn, rows, &ids).await?;
+    let rows: Vec<&Row7> = rows.iter().collect();
+    update_last_values(conn, &rows, &ids).await?;
     Ok(ids)
 }
 
@@ -171,30 +232,26 @@ async fn insert_rows(
 /// replaces a newer value — the upsert compares (recorded_at, track id).
 async fn update_last_values(
     conn: &mut SqliteConnection,
-    rows: &[Row7],
+    rows: &[&Row7],
     ids: &[Option<i64>],
 ) -> StoreResult<()> {
     #[derive(Clone, Copy)]
-    struct Newest<'a> {
+    struct Newest {
         recorded_at: i64,
         id: i64,
-        value: &'a str,
-        lat: Option<f64>,
-        lng: Option<f64>,
+        row: usize,
     }
-    let mut newest: HashMap<(&str, &str), Newest> = HashMap::new();
-    for (r, id) in rows.iter().zip(ids) {
+    let mut newest: HashMap<(&str, &str), Newest, FnvBuild> = HashMap::default();
+    for (row, (r, id)) in rows.iter().zip(ids).enumerate() {
         let Some(id) = *id else { continue };
-        for (name, value) in &r.values {
+        for name in r.names() {
             let candidate = Newest {
                 recorded_at: r.recorded_at,
                 id,
-                value,
-                lat: r.lat,
-                lng: r.lng,
+                row,
             };
             newest
-                .entry((r.imei.as_str(), name.as_str()))
+                .entry((r.imei.as_str(), name))
                 .and_modify(|n| {
                     if (candidate.recorded_at, candidate.id) > (n.recorded_at, n.id) {
                         *n = candidate;
@@ -203,7 +260,32 @@ async fn update_last_values(
                 .or_insert(candidate);
         }
     }
-    let newest: Vec<_> = newest.into_iter().collect();
+    // The values of the newest rows only, read back from their fields' JSON (what the track
+    // stores); a name repeated within a record keeps its first value.
+    let mut parsed: HashMap<usize, Vec<Field>, FnvBuild> = HashMap::default();
+    let mut newest: Vec<((&str, &str), Newest, String)> = newest
+        .into_iter()
+        .map(|(key, n)| {
+            let fields = match parsed.entry(n.row) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => e.insert(
+                    serde_json::from_str::<Vec<Field>>(&rows[n.row].fields)
+                        .map_err(|e| StoreError::Backend(e.to_string()))?,
+                ),
+            };
+            let value = fields
+                .iter()
+                .find(|f| f.name == key.1)
+                .map(|f| serde_json::to_string(&f.value))
+                .transpose()
+                .map_err(|e| StoreError::Backend(e.to_string()))?
+                .ok_or_else(|| StoreError::Backend("a field went missing".into()))?;
+            Ok((key, n, value))
+        })
+        .collect::<StoreResult<_>>()?;
+    // A stable order of statements (and of the rows they lock) from one group to the next.
+    newest.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+
     for chunk in newest.chunks(LAST_VALUES_PER_STATEMENT) {
         let mut sql = String::from(
             "INSERT INTO device_last_values (imei, name, value, recorded_at, track_id, lat, lng) VALUES ",
@@ -218,15 +300,16 @@ async fn update_last_values(
         );
         // Only placeholders are appended to the literal: the values are bound, never spliced.
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for ((imei, name), n) in chunk {
+        for ((imei, name), n, value) in chunk {
+            let r = rows[n.row];
             query = query
                 .bind(*imei)
                 .bind(*name)
-                .bind(n.value)
+                .bind(value.as_str())
                 .bind(n.recorded_at)
                 .bind(n.id)
-                .bind(n.lat)
-                .bind(n.lng);
+                .bind(r.lat)
+                .bind(r.lng);
         }
         query.execute(&mut *conn).await.map_err(backend)?;
     }
@@ -282,6 +365,140 @@ async fn insert_deduplicated(
             by_key.remove(&key)
         })
         .collect())
+}
+
+/// Writes the rows of every job of a group with a few multi-row statements, in the jobs' order:
+/// the resends (rows whose unique key is stored already, or appears earlier in the group) are
+/// found first with one indexed lookup per statement, then the other rows are inserted with
+/// plain multi-row `INSERT`s and their ids derived from the table's id sequence — each derived
+/// id is checked against what SQLite reports (`last_insert_rowid` and the row count), so a
+/// surprise cannot mislabel a row. `Ok(None)` means "not written this way" (the caller rolls
+/// back and writes each job alone); the ids of each job otherwise.
+pub(super) async fn write_merged(
+    conn: &mut SqliteConnection,
+    jobs: &[TrackJob],
+) -> StoreResult<Option<Vec<Vec<Option<i64>>>>> {
+    let all: Vec<(&Row7, i64)> = jobs
+        .iter()
+        .flat_map(|j| j.rows.iter().map(move |r| (r, j.received_at)))
+        .collect();
+    let stored = already_stored(conn, &all).await?;
+    let mut seen: HashSet<(&str, i64, &str), FnvBuild> =
+        HashSet::with_capacity_and_hasher(all.len(), FnvBuild::default());
+    // For each row: is it written (not a resend)?
+    let fresh: Vec<bool> = all
+        .iter()
+        .map(|(r, _)| match &r.dedup_key {
+            None => true,
+            Some(k) => {
+                let key = (r.imei.as_str(), r.recorded_at, k.as_str());
+                let resent = !stored.is_empty()
+                    && stored.contains(&(r.imei.clone(), r.recorded_at, k.clone()));
+                !resent && seen.insert(key)
+            }
+        })
+        .collect();
+    let to_insert: Vec<(&Row7, i64)> = all
+        .iter()
+        .zip(&fresh)
+        .filter(|(_, f)| **f)
+        .map(|(r, _)| *r)
+        .collect();
+    let base: i64 = sqlx::query_scalar(
+        "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'tracks'), 0), \
+         coalesce((SELECT max(id) FROM tracks), 0))",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(backend)?;
+    let mut next = base;
+    for chunk in to_insert.chunks(ROWS_PER_STATEMENT) {
+        let mut sql = String::from(
+            "INSERT INTO tracks (imei, recorded_at, received_at, lat, lng, fields, dedup_key) VALUES ",
+        );
+        push_row_placeholders(&mut sql, chunk.len());
+        // Only placeholders are appended to the literal: the values are bound, never spliced.
+        let mut query =
+            sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(chunk.len() == ROWS_PER_STATEMENT);
+        for (r, received_at) in chunk {
+            query = query
+                .bind(&r.imei)
+                .bind(r.recorded_at)
+                .bind(*received_at)
+                .bind(r.lat)
+                .bind(r.lng)
+                .bind(&r.fields)
+                .bind(&r.dedup_key);
+        }
+        let done = match query.execute(&mut *conn).await {
+            Ok(done) => done,
+            // A unique or foreign key violation, say: the caller writes each job alone.
+            Err(_) => return Ok(None),
+        };
+        next += chunk.len() as i64;
+        if done.rows_affected() != chunk.len() as u64 || done.last_insert_rowid() != next {
+            return Ok(None);
+        }
+    }
+    let mut id = base;
+    let ids: Vec<Option<i64>> = fresh
+        .iter()
+        .map(|f| {
+            f.then(|| {
+                id += 1;
+                id
+            })
+        })
+        .collect();
+    let rows: Vec<&Row7> = all.iter().map(|(r, _)| *r).collect();
+    update_last_values(conn, &rows, &ids).await?;
+    let mut ids = ids.into_iter();
+    Ok(Some(
+        jobs.iter()
+            .map(|j| ids.by_ref().take(j.rows.len()).collect())
+            .collect(),
+    ))
+}
+
+/// The unique keys among `rows` that are stored already (one indexed lookup per statement).
+async fn already_stored(
+    conn: &mut SqliteConnection,
+    rows: &[(&Row7, i64)],
+) -> StoreResult<HashSet<(String, i64, String)>> {
+    let keyed: Vec<(&str, i64, &str)> = rows
+        .iter()
+        .filter_map(|(r, _)| {
+            r.dedup_key
+                .as_deref()
+                .map(|k| (r.imei.as_str(), r.recorded_at, k))
+        })
+        .collect();
+    let mut found = HashSet::new();
+    // Three parameters a row: far below SQLite's 32 766.
+    for chunk in keyed.chunks(ROWS_PER_STATEMENT * 2) {
+        let mut sql = String::from("SELECT t.imei, t.recorded_at, t.dedup_key FROM (VALUES ");
+        for i in 0..chunk.len() {
+            sql.push_str(if i == 0 { "(?,?,?)" } else { ",(?,?,?)" });
+        }
+        sql.push_str(
+            ") AS v JOIN tracks t ON t.imei = v.column1 AND t.recorded_at = v.column2 \
+             AND t.dedup_key = v.column3",
+        );
+        // Only placeholders are appended to the literal: the values are bound, never spliced.
+        let mut query =
+            sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(chunk.len() == ROWS_PER_STATEMENT * 2);
+        for (imei, at, key) in chunk {
+            query = query.bind(*imei).bind(*at).bind(*key);
+        }
+        for row in query.fetch_all(&mut *conn).await.map_err(backend)? {
+            found.insert((
+                row.try_get(0).map_err(backend)?,
+                row.try_get(1).map_err(backend)?,
+                row.try_get(2).map_err(backend)?,
+            ));
+        }
+    }
+    Ok(found)
 }
 
 #[cfg(test)]
@@ -403,6 +620,90 @@ mod tests {
         }
         assert_eq!(ok, 39);
         assert_eq!(s.recent_tracks(&imei, 2000).await.unwrap().len(), 39 * 25);
+    }
+
+    #[tokio::test]
+    async fn concurrent_resends_in_one_group_are_stored_once_and_the_newest_value_wins() {
+        let (_dir, s, imei) = store_with_device().await;
+        let first = s
+            .insert_tracks(&[new_track(&imei, 10, "a")], now_ms())
+            .await
+            .unwrap();
+        assert_eq!(first.len(), 1);
+        // Jobs sent together share a group (and the merged write): each resend of "a" and the
+        // repeats of "b" across jobs are skipped, every other record stored once.
+        let mut tasks = Vec::new();
+        for j in 0..20i64 {
+            let s = s.clone();
+            let imei = imei.clone();
+            tasks.push(tokio::spawn(async move {
+                let batch = vec![
+                    new_track(&imei, 10, "a"),
+                    new_track(&imei, 20, "b"),
+                    new_track(&imei, 100 + j, &format!("n{j}")),
+                ];
+                s.insert_tracks(&batch, now_ms()).await.unwrap()
+            }));
+        }
+        let mut stored = Vec::new();
+        for t in tasks {
+            stored.extend(t.await.unwrap());
+        }
+        assert!(
+            stored
+                .iter()
+                .all(|t| t.recorded_at.timestamp_millis() != 10)
+        );
+        assert_eq!(
+            stored
+                .iter()
+                .filter(|t| t.recorded_at.timestamp_millis() == 20)
+                .count(),
+            1
+        );
+        assert_eq!(stored.len(), 21);
+        let mut ids: Vec<_> = stored.iter().map(|t| t.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), 21, "every stored record has its own id");
+        assert_eq!(s.recent_tracks(&imei, 100).await.unwrap().len(), 22);
+        let (value,): (String,) = sqlx::query_as(
+            "SELECT value FROM device_last_values WHERE imei = ? AND name = 'GPS_SPEED'",
+        )
+        .bind(imei.as_str())
+        .fetch_one(&s.reader)
+        .await
+        .unwrap();
+        assert_eq!(
+            value, "119",
+            "the newest record of all the jobs gives the value"
+        );
+    }
+
+    #[tokio::test]
+    async fn ids_returned_are_the_ids_stored() {
+        let (_dir, s, imei) = store_with_device().await;
+        let mut tasks = Vec::new();
+        for j in 0..10i64 {
+            let s = s.clone();
+            let imei = imei.clone();
+            tasks.push(tokio::spawn(async move {
+                let batch: Vec<_> = (0..30)
+                    .map(|i| new_track(&imei, j * 1000 + i, &format!("{j}-{i}")))
+                    .collect();
+                s.insert_tracks(&batch, now_ms()).await.unwrap()
+            }));
+        }
+        for t in tasks {
+            for track in t.await.unwrap() {
+                let (at,): (i64,) = sqlx::query_as("SELECT recorded_at FROM tracks WHERE id = ?")
+                    .bind(track.id)
+                    .fetch_one(&s.reader)
+                    .await
+                    .unwrap();
+                assert_eq!(at, track.recorded_at.timestamp_millis());
+            }
+        }
     }
 
     #[tokio::test]

@@ -8,6 +8,13 @@
 //! (a job that fails is rolled back alone, the others are kept), commits once, and only then
 //! answers every caller. Under no load a group is one job and nothing waits for a timer.
 //!
+//! Track writes are not closures but data ([`TrackJob`]): the task writes the rows of every
+//! track job of a group with a few multi-row statements (`tracks_batch::write_merged`) instead
+//! of a savepoint and statements per job, since each statement is a round trip to SQLite's
+//! worker thread. If that merged write fails (say a device was deleted meanwhile), it is rolled
+//! back and every track job is written again alone in its own savepoint, so a failing job still
+//! fails alone.
+//!
 //! Invariant: a caller's `Ok` means its write is committed and on disk; a job sees only the
 //! connection it is given (never the store's pools: the task holds the one writer connection).
 
@@ -20,6 +27,7 @@ use sqlx::{Connection, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
 use super::backend;
+use super::tracks_batch::{self, TrackJob};
 
 /// Most weight (rows) one group carries: bounds the transaction and the time a job waits
 /// behind the others, whatever the load.
@@ -33,10 +41,17 @@ type Output = Box<dyn Any + Send>;
 type Work =
     Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, StoreResult<Output>> + Send>;
 
+/// The ids of a track job's rows (`None`: a resend, skipped).
+pub(super) type TrackIds = Vec<Option<i64>>;
+
+enum Kind {
+    Work(Work, oneshot::Sender<StoreResult<Output>>),
+    Tracks(TrackJob, oneshot::Sender<StoreResult<TrackIds>>),
+}
+
 struct Job {
     weight: usize,
-    work: Work,
-    reply: oneshot::Sender<StoreResult<Output>>,
+    kind: Kind,
 }
 
 /// The store's handle on the writer task; clones share it. The task ends when the last
@@ -68,12 +83,10 @@ impl GroupWriter {
         let work: Work = Box::new(move |conn| {
             Box::pin(async move { work(conn).await.map(|v| Box::new(v) as Output) })
         });
-        let stopped = || StoreError::Backend("the database writer has stopped".into());
         self.jobs
             .send(Job {
                 weight: weight.max(1),
-                work,
-                reply,
+                kind: Kind::Work(work, reply),
             })
             .await
             .map_err(|_| stopped())?;
@@ -83,6 +96,24 @@ impl GroupWriter {
             .map(|v| *v)
             .map_err(|_| StoreError::Backend("a database job answered with the wrong type".into()))
     }
+
+    /// Writes a track job's rows in the next group commit; once the group is durable, the id of
+    /// each row (`None` for a resend that was skipped), in the job's order.
+    pub(super) async fn run_tracks(&self, job: TrackJob) -> StoreResult<TrackIds> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job {
+                weight: job.rows().max(1),
+                kind: Kind::Tracks(job, reply),
+            })
+            .await
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+fn stopped() -> StoreError {
+    StoreError::Backend("the database writer has stopped".into())
 }
 
 async fn run_writer(pool: SqlitePool, mut rx: mpsc::Receiver<Job>) {
@@ -102,38 +133,64 @@ async fn run_writer(pool: SqlitePool, mut rx: mpsc::Receiver<Job>) {
     }
 }
 
-/// Runs every job in its own savepoint, commits once, then answers each caller: with its own
+/// Runs every closure job in its own savepoint and the track jobs together (falling back to
+/// one savepoint each if that fails), commits once, then answers each caller: with its own
 /// result if the commit succeeded, with the commit's error otherwise.
 async fn commit_group(pool: &SqlitePool, group: Vec<Job>) {
-    let fail_all = |group: Vec<Job>, e: StoreError| {
-        for job in group {
-            let _ = job.reply.send(Err(e.clone()));
+    let mut works = Vec::new();
+    let mut tracks = Vec::new();
+    let mut track_replies = Vec::new();
+    for job in group {
+        match job.kind {
+            Kind::Work(work, reply) => works.push((work, reply)),
+            Kind::Tracks(t, reply) => {
+                tracks.push(t);
+                track_replies.push(reply);
+            }
+        }
+    }
+    let fail_all = |works: Vec<(Work, oneshot::Sender<StoreResult<Output>>)>,
+                    track_replies: Vec<oneshot::Sender<StoreResult<TrackIds>>>,
+                    e: StoreError| {
+        for (_, reply) in works {
+            let _ = reply.send(Err(e.clone()));
+        }
+        for reply in track_replies {
+            let _ = reply.send(Err(e.clone()));
         }
     };
     let mut conn = match pool.acquire().await {
         Ok(c) => c,
-        Err(e) => return fail_all(group, backend(e)),
+        Err(e) => return fail_all(works, track_replies, backend(e)),
     };
     let mut tx = match conn.begin().await {
         Ok(tx) => tx,
-        Err(e) => return fail_all(group, backend(e)),
+        Err(e) => return fail_all(works, track_replies, backend(e)),
     };
-    let mut done = Vec::with_capacity(group.len());
-    for job in group {
+    let mut done = Vec::with_capacity(works.len());
+    for (work, reply) in works {
         let outcome = match tx.begin().await {
-            Ok(mut savepoint) => match (job.work)(&mut savepoint).await {
+            Ok(mut savepoint) => match work(&mut savepoint).await {
                 Ok(v) => savepoint.commit().await.map(|()| v).map_err(backend),
                 // Dropping the savepoint rolls this job back, and only this job.
                 Err(e) => Err(e),
             },
             Err(e) => Err(backend(e)),
         };
-        done.push((job.reply, outcome));
+        done.push((reply, outcome));
     }
+    let track_outcomes = if tracks.is_empty() {
+        Vec::new()
+    } else {
+        write_tracks(&mut tx, &tracks).await
+    };
     match tx.commit().await {
         Ok(()) => {
+            // A caller that went away (its connection closed) simply misses its answer.
             for (reply, outcome) in done {
-                // A caller that went away (its connection closed) simply misses its answer.
+                let _ = reply.send(outcome);
+            }
+            for (reply, outcome) in track_replies.into_iter().zip(track_outcomes) {
                 let _ = reply.send(outcome);
             }
         }
@@ -142,6 +199,46 @@ async fn commit_group(pool: &SqlitePool, group: Vec<Job>) {
             for (reply, _) in done {
                 let _ = reply.send(Err(e.clone()));
             }
+            for reply in track_replies {
+                let _ = reply.send(Err(e.clone()));
+            }
+        }
+    }
+}
+
+/// Writes every track job of a group: all together in one savepoint, or, if that fails, each
+/// in its own savepoint (so that only the failing jobs fail). One outcome per job, in order.
+async fn write_tracks(
+    conn: &mut SqliteConnection,
+    jobs: &[TrackJob],
+) -> Vec<StoreResult<TrackIds>> {
+    let merged = match conn.begin().await {
+        Ok(mut savepoint) => match tracks_batch::write_merged(&mut savepoint, jobs).await {
+            Ok(Some(ids)) => savepoint
+                .commit()
+                .await
+                .map(|()| Some(ids))
+                .map_err(backend),
+            // Rolled back by dropping the savepoint; written again job by job below.
+            Ok(None) | Err(_) => Ok(None),
+        },
+        Err(e) => Err(backend(e)),
+    };
+    match merged {
+        Ok(Some(ids)) => ids.into_iter().map(Ok).collect(),
+        Err(e) => jobs.iter().map(|_| Err(e.clone())).collect(),
+        Ok(None) => {
+            let mut outcomes = Vec::with_capacity(jobs.len());
+            for job in jobs {
+                outcomes.push(match conn.begin().await {
+                    Ok(mut savepoint) => match tracks_batch::write_one(&mut savepoint, job).await {
+                        Ok(ids) => savepoint.commit().await.map(|()| ids).map_err(backend),
+                        Err(e) => Err(e),
+                    },
+                    Err(e) => Err(backend(e)),
+                });
+            }
+            outcomes
         }
     }
 }
