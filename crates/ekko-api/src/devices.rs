@@ -99,7 +99,7 @@ impl DeviceObject {
     /// The tracks the device recorded in `[since, until)` (RFC 3339; both optional), oldest
     /// first. `fields` keeps only the named fields in each track. `page_size`: default 100,
     /// at most 1000.
-    #[graphql(complexity = "paged_complexity(page_size, 100, 1000, 10, child_complexity)")]
+    #[graphql(complexity = "paged_complexity(page_size, 100, 1000, 4, child_complexity)")]
     async fn tracks(
         &self,
         ctx: &Context<'_>,
@@ -162,7 +162,7 @@ impl DeviceObject {
 
     /// One field's values in `[since, until)`, oldest first, as parallel arrays (the compact
     /// form for long series). `page_size`: default 1000, at most 10000.
-    #[graphql(complexity = "paged_complexity(page_size, 1000, 10000, 100, child_complexity)")]
+    #[graphql(complexity = "paged_complexity(page_size, 1000, 10000, 10, child_complexity)")]
     async fn readings(
         &self,
         ctx: &Context<'_>,
@@ -204,15 +204,15 @@ impl DeviceObject {
 }
 
 fn last_value(v: &LastValue) -> TrackFieldObject {
-    TrackFieldObject {
-        name: v.name.clone(),
-        value: Json(v.value.to_json()),
-        coordinates: v.coordinates.map(|c| CoordinatesObject {
+    TrackFieldObject::new(
+        &v.name,
+        &v.value,
+        v.coordinates.map(|c| CoordinatesObject {
             lat: c.lat,
             lng: c.lng,
             time: rfc3339(&v.recorded_at),
         }),
-    }
+    )
 }
 
 /// What a paged field costs against the query's complexity budget: its selection's cost times

@@ -34,7 +34,7 @@ pub fn slow_subscriber() -> async_graphql::Error {
 /// device was given to another account). Only this subscription ends; the socket stays open.
 pub fn access_withdrawn(imei: &ekko_core::Imei) -> async_graphql::Error {
     async_graphql::Error::new(format!(
-        "device {imei} is no longer visible to you (it was given to another account): this subscription has ended"
+        "device {imei} is no longer visible to you (it moved to a group you cannot see, or to another organization): this subscription has ended"
     ))
     .extend_with(|_, ext| ext.set("code", "FORBIDDEN"))
 }

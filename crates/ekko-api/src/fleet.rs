@@ -373,8 +373,10 @@ impl From<Page<ekko_core::account::Account>> for AccountPaged {
 #[graphql(name = "Invitation")]
 pub struct InvitationObject {
     /// `added`: the account existed and holds the role now; `pending`: no account has this
-    /// email yet, and the role is applied when one signs up with it.
+    /// email yet: pass `code` to the invitee, who signs up and calls `invitation_accept`.
     status: String,
+    /// The one-time code of a pending invitation (shown only here; Ekko keeps its hash).
+    code: Option<String>,
     email: String,
     role: String,
     #[graphql(name = "group_id")]
@@ -594,15 +596,32 @@ impl FleetMutation {
                 role,
                 group_id,
                 account: Some(AccountObject(*a)),
+                code: None,
             },
-            InviteOutcome::Pending(i) => InvitationObject {
+            InviteOutcome::Pending { invitation, code } => InvitationObject {
                 status: "pending".into(),
-                email: i.email,
+                email: invitation.email,
                 role,
                 group_id,
                 account: None,
+                code: Some(code),
             },
         })
+    }
+
+    /// Takes the role a pending invitation holds, with the code `group_invite` returned
+    /// (once; then the code is spent).
+    #[graphql(name = "invitation_accept")]
+    async fn invitation_accept(
+        &self,
+        ctx: &Context<'_>,
+        code: String,
+    ) -> Result<AccountRoleObject> {
+        ekko(ctx)
+            .accept_invitation(caller(ctx), &code)
+            .await
+            .map(AccountRoleObject)
+            .map_err(to_graphql)
     }
 
     /// Takes an account's role on a group away (admin there). False when it had none.

@@ -240,6 +240,32 @@ pub struct TrackFieldObject {
     pub(crate) value: Json<serde_json::Value>,
     /// The record's position, or null when the device had no fix.
     pub(crate) coordinates: Option<CoordinatesObject>,
+    /// The unit `value` is in, for known numeric fields (e.g. `1/1000 knot` for GPS_SPEED).
+    pub(crate) unit: Option<&'static str>,
+    /// `value` in everyday units (GPS_SPEED in km/h, GPS_DIR in degrees, ODO_FULL_METER in
+    /// km, …), for known numeric fields; null otherwise.
+    pub(crate) decoded: Option<f64>,
+    /// The unit of `decoded`.
+    #[graphql(name = "decoded_unit")]
+    pub(crate) decoded_unit: Option<&'static str>,
+}
+
+impl TrackFieldObject {
+    pub(crate) fn new(
+        name: &str,
+        value: &ekko_core::fields::FieldValue,
+        coordinates: Option<CoordinatesObject>,
+    ) -> Self {
+        let decoded = ekko_core::fields::decode(name, value);
+        TrackFieldObject {
+            name: name.to_owned(),
+            value: Json(value.to_json()),
+            coordinates,
+            unit: ekko_core::fields::unit_of(name).map(|u| u.unit),
+            decoded: decoded.map(|d| d.0),
+            decoded_unit: decoded.map(|d| d.1),
+        }
+    }
 }
 
 /// What a device recorded at one instant.
@@ -281,11 +307,7 @@ impl From<&DomainTrack> for TrackObject {
             fields: t
                 .fields
                 .iter()
-                .map(|f: &Field| TrackFieldObject {
-                    name: f.name.clone(),
-                    value: Json(f.value.to_json()),
-                    coordinates: coords.clone(),
-                })
+                .map(|f: &Field| TrackFieldObject::new(&f.name, &f.value, coords.clone()))
                 .collect(),
         }
     }

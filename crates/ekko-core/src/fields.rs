@@ -93,6 +93,52 @@ impl Field {
     }
 }
 
+/// A known field's stored unit, and how to read it in everyday units: the one table the API
+/// (`unit`, `decoded`, `decoded_unit` on every field) and the README share.
+pub struct Unit {
+    /// The unit the value is stored and sent in (Munic's).
+    pub unit: &'static str,
+    /// Multiply the stored value by this to get `everyday`.
+    pub factor: f64,
+    pub everyday: &'static str,
+}
+
+/// The unit of a known numeric field; `None` for others (booleans, text, unknown names).
+pub fn unit_of(name: &str) -> Option<Unit> {
+    let u = |unit, factor, everyday| {
+        Some(Unit {
+            unit,
+            factor,
+            everyday,
+        })
+    };
+    match name {
+        GPS_SPEED => u("1/1000 knot", 1.852 / 1000.0, "km/h"),
+        GPS_DIR => u("1/100 degree", 0.01, "degree"),
+        GPS_ALTITUDE => u("metre", 1.0, "metre"),
+        GPS_ACCURACY => u("centimetre", 0.01, "metre"),
+        GPS_HDOP => u("1/10", 0.1, "hdop"),
+        GPS_FIXED_SAT_NUM => u("count", 1.0, "count"),
+        BATT_LEVEL => u("percent", 1.0, "percent"),
+        ODO_FULL_METER => u("metre", 0.001, "km"),
+        _ => None,
+    }
+}
+
+/// The everyday reading of a numeric value of a known field, e.g. GPS_SPEED 27000 → (50.004,
+/// "km/h"); `None` for anything else.
+pub fn decode(name: &str, value: &FieldValue) -> Option<(f64, &'static str)> {
+    let unit = unit_of(name)?;
+    let raw = match value {
+        FieldValue::Int(i) => *i as f64,
+        FieldValue::Float(f) => *f,
+        _ => return None,
+    };
+    // Rounded to 6 significant decimals: no 50.00400000000001 in a convenience value.
+    let v = (raw * unit.factor * 1e6).round() / 1e6;
+    v.is_finite().then_some((v, unit.everyday))
+}
+
 /// Knots → GPS_SPEED (1/1000 knot), rounded.
 pub fn speed_from_knots(knots: f64) -> Field {
     Field::new(GPS_SPEED, FieldValue::Int((knots * 1000.0).round() as i64))
@@ -140,6 +186,24 @@ pub fn external_power(on: bool) -> Field {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn known_fields_decode_into_everyday_units() {
+        assert_eq!(
+            decode(GPS_SPEED, &FieldValue::Int(27_000)),
+            Some((50.004, "km/h"))
+        );
+        assert_eq!(
+            decode(GPS_DIR, &FieldValue::Int(9_050)),
+            Some((90.5, "degree"))
+        );
+        assert_eq!(
+            decode(ODO_FULL_METER, &FieldValue::Int(1_500)),
+            Some((1.5, "km"))
+        );
+        assert_eq!(decode(DIO_IGNITION, &FieldValue::Bool(true)), None);
+        assert_eq!(decode("IO_240", &FieldValue::Int(1)), None);
+    }
 
     #[test]
     fn units_follow_the_table() {

@@ -138,9 +138,12 @@ pub struct RoleGrant {
     pub role: Role,
 }
 
-/// A role waiting for an account that does not exist yet: applied when it signs up.
+/// A role waiting for an account that does not exist yet. Ekko does not confirm emails, so
+/// the role is not given to whoever signs up with the address: the invitee presents the
+/// invitation's one-time code (`invitation_accept`). Only the code's SHA-256 is stored.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Invitation {
+    pub code_hash: String,
     pub email: String,
     pub group: GroupId,
     pub role: Role,
@@ -309,8 +312,14 @@ impl Access {
         }
         let mut effective: HashMap<GroupId, Role> = HashMap::new();
         for g in grants {
+            // `seen` makes the walk finite even over a corrupt tree (a cycle): rights are
+            // computed on every request, and must never loop.
+            let mut seen = HashSet::new();
             let mut stack = vec![g.group];
             while let Some(id) = stack.pop() {
+                if !seen.insert(id) {
+                    continue;
+                }
                 let slot = effective.entry(id).or_insert(g.role);
                 if *slot < g.role {
                     *slot = g.role;
@@ -354,8 +363,12 @@ pub fn subtree(nodes: &[GroupNode], root: GroupId) -> Vec<GroupId> {
         }
     }
     let mut out = vec![];
+    let mut seen = HashSet::new();
     let mut stack = vec![root];
     while let Some(id) = stack.pop() {
+        if !seen.insert(id) {
+            continue;
+        }
         out.push(id);
         if let Some(kids) = children.get(&id) {
             stack.extend(kids.iter().copied());
@@ -492,6 +505,17 @@ mod tests {
         assert_eq!(a.visible_groups(), vec![GroupId(2), GroupId(4)]);
         let root = Access::compute(&[grant(1, Role::Manager)], &tree());
         assert_eq!(root.visible_groups().len(), 4);
+    }
+
+    #[test]
+    fn a_cycle_in_the_tree_never_loops() {
+        let cyclic = [(1, Some(2)), (2, Some(1))].map(|(id, parent)| GroupNode {
+            id: GroupId(id),
+            parent: parent.map(GroupId),
+        });
+        let a = Access::compute(&[grant(1, Role::Admin)], &cyclic);
+        assert_eq!(a.visible_groups(), vec![GroupId(1), GroupId(2)]);
+        assert_eq!(subtree(&cyclic, GroupId(2)).len(), 2);
     }
 
     #[test]

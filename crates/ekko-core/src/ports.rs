@@ -171,10 +171,8 @@ pub struct GroupContents {
 /// Storage of the fleet graph (see `crate::fleet`).
 #[async_trait]
 pub trait FleetStore: Send + Sync + 'static {
-    /// Stores a new account, in one transaction: when invitations wait for its email it joins
-    /// the organization of the oldest one and receives every invited role (the invitations are
-    /// spent); otherwise a new organization named `organization_name` is created with its root
-    /// group, and the account is admin of it.
+    /// Stores a new account, in one transaction with a new organization named
+    /// `organization_name`, its root group, and the account's admin role there.
     async fn insert_account(
         &self,
         account: &NewAccount,
@@ -195,7 +193,9 @@ pub trait FleetStore: Send + Sync + 'static {
     async fn roles_of(&self, account: AccountId) -> StoreResult<Vec<RoleGrant>>;
     /// Every group of these organizations, as tree nodes.
     async fn group_nodes(&self, organizations: &[OrganizationId]) -> StoreResult<Vec<GroupNode>>;
-    /// Grants (or changes) a role.
+    /// Grants (or changes) a role. Never demotes the last admin of a root group:
+    /// `Conflict` then (checked in the same statement, so concurrent demotions cannot both
+    /// pass).
     async fn set_role(
         &self,
         account: AccountId,
@@ -203,12 +203,14 @@ pub trait FleetStore: Send + Sync + 'static {
         role: Role,
         at: Timestamp,
     ) -> StoreResult<()>;
-    /// Revokes a role; `false` if there was none.
+    /// Revokes a role; `false` if there was none. Never the last admin of a root group
+    /// (`Conflict`, atomically as for `set_role`).
     async fn remove_role(&self, account: AccountId, group: GroupId) -> StoreResult<bool>;
     /// The roles held on these groups.
     async fn roles_on(&self, groups: &[GroupId]) -> StoreResult<Vec<RoleGrant>>;
-    /// Stores (or replaces) an invitation of (email, group).
     async fn insert_invitation(&self, invitation: &Invitation) -> StoreResult<()>;
+    /// Spends an invitation: removes and returns it (once; `None` when unknown or spent).
+    async fn take_invitation(&self, code_hash: &str) -> StoreResult<Option<Invitation>>;
     /// Accounts holding a role on one of `filter.groups`, by id after `after`.
     async fn accounts_page(
         &self,
@@ -228,7 +230,9 @@ pub trait FleetStore: Send + Sync + 'static {
         at: Timestamp,
     ) -> StoreResult<Group>;
     async fn group(&self, id: GroupId) -> StoreResult<Option<Group>>;
-    /// Writes a group's name, description, parent and `updated_at`.
+    /// Writes a group's name, description, parent and `updated_at`. `Conflict` (and nothing
+    /// written) when the new parent is the group or below it, checked in the write's own
+    /// transaction.
     async fn update_group(&self, group: &Group) -> StoreResult<()>;
     async fn delete_group(&self, id: GroupId) -> StoreResult<()>;
     async fn group_contents(&self, id: GroupId) -> StoreResult<GroupContents>;

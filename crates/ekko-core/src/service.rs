@@ -35,6 +35,9 @@ pub const MAX_DEVICES_PER_SUBSCRIPTION: usize = 1000;
 pub struct Ekko {
     store: Arc<dyn Store>,
     bus: Arc<dyn Bus>,
+    /// Bumped by every operation that can change who sees what (roles, group moves, device
+    /// moves and deletions): live subscriptions recompute their rights when it changed.
+    rights_epoch: Arc<std::sync::atomic::AtomicU64>,
 }
 
 fn require(caller: Option<&Caller>) -> Result<&Caller, DomainError> {
@@ -48,7 +51,21 @@ fn require(caller: Option<&Caller>) -> Result<&Caller, DomainError> {
 
 impl Ekko {
     pub fn new(store: Arc<dyn Store>, bus: Arc<dyn Bus>) -> Self {
-        Ekko { store, bus }
+        Ekko {
+            store,
+            bus,
+            rights_epoch: Default::default(),
+        }
+    }
+
+    pub(crate) fn rights_epoch(&self) -> u64 {
+        self.rights_epoch.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Something changed who sees what: live subscriptions recheck at their next delivery.
+    pub(crate) fn rights_changed(&self) {
+        self.rights_epoch
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -243,6 +260,7 @@ impl Ekko {
         if device.group == root {
             return Ok((device, false));
         }
+        self.rights_changed();
         self.store
             .update_device(
                 &imei,
@@ -533,37 +551,71 @@ impl Ekko {
         devices.dedup();
         Ok(withdraw_on_owner_change(
             self.bus.subscribe(&devices),
+            self.clone(),
+            caller.account,
             access.visible_set(),
         ))
     }
 }
 
-/// Re-checks access on every delivery, for free: a notification published from a group the
-/// caller could not see when subscribing means the device was moved or given away since, so
-/// the subscriber is told (`AccessWithdrawn`) instead of receiving it, and the stream ends.
-/// (Moved into a group created after the subscription, it ends too: subscribe again.)
-///
-/// The stream ends right after `AccessWithdrawn`, without waiting for the bus's next item (the
-/// client is told `complete` at once, not at the device's next record).
+/// How long a live subscription trusts the rights it computed when nothing in this process
+/// changed any: changes made by another process (the admin CLI) take effect within this.
+pub const RIGHTS_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Re-checks access on every delivery: a notification carries the group its device was in
+/// when stored, and the subscriber must still see that group. The visible groups are
+/// recomputed (two store reads) when a rights-changing operation ran in this process since the
+/// last computation (`Ekko::rights_changed`), or after [`RIGHTS_RECHECK`]; otherwise the check
+/// is a set lookup. A notification the caller may no longer see becomes `AccessWithdrawn`, and
+/// the stream ends there, at once (the client is told `complete` without waiting for the
+/// device's next record).
 fn withdraw_on_owner_change(
     stream: BusStream,
+    ekko: Ekko,
+    account: AccountId,
     visible: std::collections::HashSet<GroupId>,
 ) -> BusStream {
     use futures::StreamExt;
-    let visible = Arc::new(visible);
-    Box::pin(futures::stream::unfold(Some(stream), move |stream| {
-        let visible = visible.clone();
-        async move {
-            let mut stream = stream?;
-            let item = match stream.next().await? {
-                BusItem::Notification(p) if !visible.contains(&p.group) => {
-                    return Some((BusItem::AccessWithdrawn(p.device().clone()), None));
-                }
-                other => other,
-            };
-            Some((item, Some(stream)))
-        }
-    }))
+    struct Rights {
+        visible: std::collections::HashSet<GroupId>,
+        epoch: u64,
+        at: std::time::Instant,
+    }
+    let rights = Rights {
+        visible,
+        epoch: ekko.rights_epoch(),
+        at: std::time::Instant::now(),
+    };
+    Box::pin(futures::stream::unfold(
+        Some((stream, rights)),
+        move |state| {
+            let ekko = ekko.clone();
+            async move {
+                let (mut stream, mut rights) = state?;
+                let item = match stream.next().await? {
+                    BusItem::Notification(p) => {
+                        let epoch = ekko.rights_epoch();
+                        if epoch != rights.epoch || rights.at.elapsed() > RIGHTS_RECHECK {
+                            // On a storage failure, keep the rights we had and retry later.
+                            if let Ok(access) = ekko.access_of(account).await {
+                                rights = Rights {
+                                    visible: access.visible_set(),
+                                    epoch,
+                                    at: std::time::Instant::now(),
+                                };
+                            }
+                        }
+                        if !rights.visible.contains(&p.group) {
+                            return Some((BusItem::AccessWithdrawn(p.device().clone()), None));
+                        }
+                        BusItem::Notification(p)
+                    }
+                    other => other,
+                };
+                Some((item, Some((stream, rights))))
+            }
+        },
+    ))
 }
 
 fn check_name(field: &str, value: &str) -> Result<String, DomainError> {

@@ -31,14 +31,16 @@ CREATE TABLE group_roles (
 ) WITHOUT ROWID;
 CREATE INDEX group_roles_by_group ON group_roles(group_id);
 
--- Roles waiting for an email that has no account yet; spent at sign-up.
+-- Roles waiting for an email that has no account yet. Ekko does not confirm emails, so an
+-- invitation is not given to whoever signs up with the address: it carries a one-time code
+-- (only its SHA-256 is kept) that the invitee presents once signed up.
 CREATE TABLE invitations (
+    code_hash  TEXT PRIMARY KEY,
     email      TEXT NOT NULL,
     group_id   INTEGER NOT NULL REFERENCES groups(id) ON DELETE CASCADE,
     role       TEXT NOT NULL CHECK (role IN ('viewer', 'manager', 'admin')),
     invited_by TEXT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
-    created_at INTEGER NOT NULL,
-    PRIMARY KEY (email, group_id)
+    created_at INTEGER NOT NULL
 );
 
 ALTER TABLE accounts ADD COLUMN organization_id INTEGER REFERENCES organizations(id);

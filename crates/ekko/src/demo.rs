@@ -11,7 +11,7 @@ use crate::server::{self, ServeOptions};
 use crate::simulator::{self, SimulateOptions};
 
 pub const DEMO_EMAIL: &str = "demo@ekko.example";
-/// The demo's second account: invited as a viewer of the Lyon group before it signed up.
+/// The demo's second account (an organization of its own), a viewer of the Lyon group.
 pub const DEMO_VIEWER_EMAIL: &str = "lyon.dispatch@ekko.example";
 
 /// The demo organization, in a fresh database: `DEMO_EMAIL` (admin) founds "Demo Fleet" with
@@ -74,9 +74,9 @@ pub async fn seed_fleet(
             .await?;
         imeis.push(imei);
     }
+    ekko_connect::accounts::register(ekko, DEMO_VIEWER_EMAIL, password, "Lyon Dispatch").await?;
     ekko.invite(me, &lyon.to_string(), DEMO_VIEWER_EMAIL, "viewer")
         .await?;
-    ekko_connect::accounts::register(ekko, DEMO_VIEWER_EMAIL, password, "Lyon Dispatch").await?;
     Ok(imeis)
 }
 

@@ -237,7 +237,13 @@ pub async fn group(command: GroupCommand) -> Result<()> {
             println!("{:<8} {:<8} {:<8} NAME", "ID", "PARENT", "ROLE");
             for (g, role) in rows {
                 let parent = g.parent.map(|p| p.to_string()).unwrap_or("-".into());
-                println!("{:<8} {:<8} {:<8} {}", g.id, parent, role, g.name);
+                println!(
+                    "{:<8} {:<8} {:<8} {}",
+                    g.id.to_string(),
+                    parent,
+                    role.as_str(),
+                    g.name
+                );
             }
             Ok(())
         }
@@ -303,9 +309,10 @@ pub async fn group(command: GroupCommand) -> Result<()> {
             .await?;
             match outcome {
                 InviteOutcome::Added(a) => println!("{} now holds the role", a.email),
-                InviteOutcome::Pending(i) => println!(
-                    "no account with email {} yet: the {} role on group {} waits for its sign-up",
-                    i.email, i.role, i.group
+                InviteOutcome::Pending { invitation, code } => println!(
+                    "no account with email {} yet. Give them this one-time code; once signed up they call \
+                     invitation_accept(code: \"{code}\") to take the {} role on group {}:\n{code}",
+                    invitation.email, invitation.role, invitation.group
                 ),
             }
             Ok(())
@@ -381,7 +388,12 @@ pub async fn vehicle(command: VehicleCommand) -> Result<()> {
             .await?;
             println!("{:<8} {:<8} VEHICLE", "ID", "GROUP");
             for v in rows {
-                println!("{:<8} {:<8} {}", v.id, v.group, describe(&v));
+                println!(
+                    "{:<8} {:<8} {}",
+                    v.id.to_string(),
+                    v.group.to_string(),
+                    describe(&v)
+                );
             }
             Ok(())
         }

@@ -355,3 +355,171 @@ fn device_transfer_gives_a_device_to_another_account_and_names_bad_input() {
         assert!(stderr(&o).contains(expected), "{expected}: {}", stderr(&o));
     }
 }
+
+/// `ekko group …` and `ekko vehicle …` act as an account, with exactly its rights.
+#[test]
+fn group_and_vehicle_commands_act_with_the_accounts_rights() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    for (email, name) in [("boss@example.com", "Boss"), ("temp@example.com", "Temp")] {
+        let o = ekko(&[
+            "account",
+            "create",
+            "--data-dir",
+            d,
+            "--email",
+            email,
+            "--password",
+            "long enough pw",
+            "--full-name",
+            name,
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--data-dir", d]);
+        ekko(&all)
+    };
+    let out = |o: &Output| {
+        assert!(o.status.success(), "{}", stderr(o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let boss = "boss@example.com";
+    // Boss founded organization 1 (root group 1); temp founded its own (root group 2).
+    let created = out(&run(&[
+        "group",
+        "create",
+        "--account",
+        boss,
+        "--name",
+        "Depot",
+    ]));
+    assert!(
+        created.contains("created group 3 'Depot' under group 1"),
+        "{created}"
+    );
+    let o = run(&[
+        "device",
+        "create",
+        "--imei",
+        "359881234567899",
+        "--account",
+        boss,
+    ]);
+    out(&o);
+    let v = out(&run(&[
+        "vehicle",
+        "create",
+        "--account",
+        boss,
+        "--group",
+        "3",
+        "--name",
+        "Van 1",
+        "--vin",
+        "VF1KW2R0000000001",
+        "--fuel-type",
+        "electric",
+    ]));
+    assert!(v.contains("created vehicle 1 in group 3"), "{v}");
+    let a = out(&run(&[
+        "vehicle",
+        "attach",
+        "--account",
+        boss,
+        "--device",
+        "359881234567899",
+        "--vehicle",
+        "1",
+    ]));
+    assert!(a.contains("installed in vehicle 1"), "{a}");
+    let list = out(&run(&[
+        "vehicle",
+        "list",
+        "--account",
+        boss,
+        "--text",
+        "van",
+    ]));
+    assert!(list.contains("VF1KW2R0000000001"), "{list}");
+
+    // Temp sees nothing of Boss's organization until invited, and then only as a viewer.
+    let o = run(&["vehicle", "list", "--account", "temp@example.com"]);
+    assert!(!out(&o).contains("Van 1"));
+    let i = out(&run(&[
+        "group",
+        "invite",
+        "--account",
+        boss,
+        "--group",
+        "3",
+        "--email",
+        "temp@example.com",
+        "--role",
+        "viewer",
+    ]));
+    assert!(i.contains("now holds the role"), "{i}");
+    let groups = out(&run(&["group", "list", "--account", "temp@example.com"]));
+    assert!(
+        groups.contains("viewer") && groups.contains("Depot"),
+        "{groups}"
+    );
+    let refused = run(&[
+        "vehicle",
+        "detach",
+        "--account",
+        "temp@example.com",
+        "--device",
+        "359881234567899",
+    ]);
+    assert!(!refused.status.success());
+    // The device is in the root group, which a viewer of Depot cannot see.
+    assert!(stderr(&refused).contains("no device"), "{}", stderr(&refused));
+    // The vehicle is in Depot: visible, but only a manager may delete it.
+    let seen = out(&run(&["vehicle", "list", "--account", "temp@example.com"]));
+    assert!(seen.contains("Van 1"), "{seen}");
+    let refused = run(&[
+        "vehicle",
+        "delete",
+        "--account",
+        "temp@example.com",
+        "--id",
+        "1",
+    ]);
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains("manager"), "{}", stderr(&refused));
+    let refused = run(&[
+        "group",
+        "delete",
+        "--account",
+        "temp@example.com",
+        "--id",
+        "1",
+    ]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("no group 1"),
+        "{}",
+        stderr(&refused)
+    );
+    let unknown = run(&["group", "list", "--account", "nobody@example.com"]);
+    assert!(!unknown.status.success());
+    assert!(
+        stderr(&unknown).contains("no account with email"),
+        "{}",
+        stderr(&unknown)
+    );
+    out(&run(&[
+        "group",
+        "revoke",
+        "--account",
+        boss,
+        "--group",
+        "3",
+        "--email",
+        "temp@example.com",
+    ]));
+    let groups = out(&run(&["group", "list", "--account", "temp@example.com"]));
+    assert!(!groups.contains("Depot"), "{groups}");
+}

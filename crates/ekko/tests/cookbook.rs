@@ -97,6 +97,10 @@ async fn every_cookbook_query_answers_with_the_promised_data() {
     let values = &answers[5]["device"]["last_values"];
     assert_eq!(values[0]["name"], "GPS_SPEED");
     assert_eq!(values[0]["value"], 20_000);
+    assert_eq!(values[0]["unit"], "1/1000 knot");
+    assert_eq!(values[0]["decoded"], 37.04);
+    assert_eq!(values[0]["decoded_unit"], "km/h");
+    assert!(values[1]["decoded"].is_null());
     // 7 and 8: the history and the series.
     assert_eq!(answers[6]["device"]["tracks"]["count"], 3);
     assert_eq!(
@@ -131,10 +135,16 @@ async fn the_demo_viewer_sees_lyon_only() {
         )
         .await;
     assert!(body.get("errors").is_none(), "{body}");
-    assert_eq!(
-        body["data"]["groups"]["list"],
-        json!([{"name": "Lyon", "my_role": "viewer"}])
+    // Lyon of Demo Fleet as a viewer, and its own organization's root: nothing of Paris.
+    let groups = &body["data"]["groups"]["list"];
+    assert!(
+        groups
+            .as_array()
+            .unwrap()
+            .contains(&json!({"name": "Lyon", "my_role": "viewer"})),
+        "{groups}"
     );
+    assert!(!groups.to_string().contains("Paris"), "{groups}");
     assert_eq!(
         body["data"]["devices"]["list"],
         json!([{"id": "359881234500023"}])

@@ -49,8 +49,36 @@ pub struct VehicleArgs<'a> {
 pub enum InviteOutcome {
     /// The account exists: it holds the role now.
     Added(Box<Account>),
-    /// No account has this email yet: the role waits for it and is applied at sign-up.
-    Pending(Invitation),
+    /// No account has this email yet: the role waits for whoever presents `code` (shown this
+    /// once; the inviter passes it on), signed in, with `invitation_accept`.
+    Pending {
+        invitation: Invitation,
+        code: String,
+    },
+}
+
+fn last_admin() -> DomainError {
+    DomainError::invalid(
+        "account_id",
+        "this is the last admin of the organization's root group: grant admin to someone else first",
+    )
+}
+
+/// The store's guard refused to leave a root group without an admin.
+fn guard(e: crate::error::StoreError) -> DomainError {
+    match e {
+        crate::error::StoreError::Conflict(_) => last_admin(),
+        other => other.into(),
+    }
+}
+
+fn invitation_hash(code: &str) -> String {
+    use sha2::{Digest, Sha256};
+    to_hex(&Sha256::digest(code.trim().as_bytes()))
+}
+
+fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The caller's rights and the trees they were computed from.
@@ -249,11 +277,22 @@ impl Ekko {
         let now = now_ms();
         match self.store.account_by_email(&email).await? {
             Some(account) => {
-                self.store.set_role(account.id, group, role, now).await?;
+                self.store
+                    .set_role(account.id, group, role, now)
+                    .await
+                    .map_err(guard)?;
+                self.rights_changed();
                 Ok(InviteOutcome::Added(Box::new(account)))
             }
             None => {
+                let code = {
+                    use rand::RngCore;
+                    let mut bytes = [0u8; 24];
+                    rand::rng().fill_bytes(&mut bytes);
+                    format!("inv_{}", to_hex(&bytes))
+                };
                 let invitation = Invitation {
+                    code_hash: invitation_hash(&code),
                     email,
                     group,
                     role,
@@ -261,9 +300,42 @@ impl Ekko {
                     created_at: now,
                 };
                 self.store.insert_invitation(&invitation).await?;
-                Ok(InviteOutcome::Pending(invitation))
+                Ok(InviteOutcome::Pending { invitation, code })
             }
         }
+    }
+
+    /// The caller takes the role an invitation holds, by presenting its one-time code.
+    pub async fn accept_invitation(
+        &self,
+        caller: Option<&Caller>,
+        code: &str,
+    ) -> Result<RoleGrant, DomainError> {
+        let caller = require(caller)?;
+        let bad = || {
+            DomainError::NotFound(
+                "no such invitation: the code is wrong, or it was already used".into(),
+            )
+        };
+        if code.trim().len() > 100 {
+            return Err(bad());
+        }
+        let invitation = self
+            .store
+            .take_invitation(&invitation_hash(code))
+            .await?
+            .ok_or_else(bad)?;
+        let group = self.store.group(invitation.group).await?.ok_or_else(bad)?;
+        self.store
+            .set_role(caller.account, group.id, invitation.role, now_ms())
+            .await
+            .map_err(guard)?;
+        Ok(RoleGrant {
+            account: caller.account,
+            group: group.id,
+            organization: group.organization,
+            role: invitation.role,
+        })
     }
 
     /// Takes an account's role on a group away (admin only). An admin may not remove the last
@@ -293,13 +365,16 @@ impl Ekko {
                 .filter(|r| r.role == Role::Admin)
                 .collect::<Vec<_>>();
             if admins.len() == 1 && admins[0].account == account {
-                return Err(DomainError::invalid(
-                    "account_id",
-                    "this is the last admin of the organization's root group: grant admin to someone else first",
-                ));
+                return Err(last_admin());
             }
         }
-        Ok(self.store.remove_role(account, group).await?)
+        let removed = self
+            .store
+            .remove_role(account, group)
+            .await
+            .map_err(guard)?;
+        self.rights_changed();
+        Ok(removed)
     }
 
     // ---------------------------------------------------------------- groups
@@ -487,7 +562,13 @@ impl Ekko {
             group.description = d;
         }
         group.updated_at = now_ms();
-        self.store.update_group(&group).await?;
+        self.store.update_group(&group).await.map_err(|e| match e {
+            crate::error::StoreError::Conflict(_) => {
+                DomainError::invalid("parent_id", "a group cannot move below itself")
+            }
+            other => other.into(),
+        })?;
+        self.rights_changed();
         Ok(group)
     }
 
@@ -519,7 +600,9 @@ impl Ekko {
                 ),
             ));
         }
-        Ok(self.store.delete_group(id).await?)
+        self.store.delete_group(id).await?;
+        self.rights_changed();
+        Ok(())
     }
 
     // ---------------------------------------------------------------- devices
@@ -604,8 +687,13 @@ impl Ekko {
         if let Some(g) = update.group {
             let scope = self.scope(caller.account).await?;
             Self::demand(&scope, g, Role::Manager, "moving a device there")?;
+            self.same_organization(g, device.organization, "a device")
+                .await?;
         }
         self.store.update_device(&device.imei, &update).await?;
+        if update.group.is_some() {
+            self.rights_changed();
+        }
         self.require_registered(&device.imei).await
     }
 
@@ -618,6 +706,31 @@ impl Ekko {
         let caller = require(caller)?;
         let device = self.device_with_role(caller, id, Role::Manager).await?;
         Ok(self.store.delete_device(&device.imei).await?)
+    }
+
+    /// Devices and vehicles move only within their organization: their data (and the
+    /// installation history tying them together) must never cross to another tenant, even in
+    /// the hands of someone who manages groups in both.
+    async fn same_organization(
+        &self,
+        group: GroupId,
+        organization: crate::fleet::OrganizationId,
+        what: &str,
+    ) -> Result<(), DomainError> {
+        let target = self
+            .store
+            .group(group)
+            .await?
+            .ok_or_else(|| not_found_group(group))?;
+        if target.organization != organization {
+            return Err(DomainError::invalid(
+                "group_id",
+                format!(
+                    "{what} moves only within its organization: group {group} belongs to another one"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     // ---------------------------------------------------------------- vehicles
@@ -714,13 +827,9 @@ impl Ekko {
         apply_vehicle_args(&mut vehicle.details, args)?;
         if let Some(g) = group.filter(|g| *g != vehicle.group) {
             Self::demand(&scope, g, Role::Manager, "moving a vehicle there")?;
-            let target = self
-                .store
-                .group(g)
-                .await?
-                .ok_or_else(|| not_found_group(g))?;
+            self.same_organization(g, vehicle.organization, "a vehicle")
+                .await?;
             vehicle.group = g;
-            vehicle.organization = target.organization;
         } else if vehicle.details == before && group.is_none() {
             return Err(DomainError::invalid(
                 "vehicle_update",

@@ -145,6 +145,9 @@ fn like(text: Option<&str>) -> Option<String> {
     })
 }
 
+/// What the role guards report (the domain turns it into a clear error).
+pub const LAST_ADMIN: &str = "last admin of the root group";
+
 const ROLE_SELECT: &str = "SELECT r.account_id, r.group_id, r.role, g.organization_id \
      FROM group_roles r JOIN groups g ON g.id = r.group_id";
 
@@ -153,29 +156,15 @@ impl FleetStore for SqliteStore {
     async fn insert_account(&self, a: &NewAccount, org_name: &str) -> StoreResult<Account> {
         let mut tx = self.writer.begin().await.map_err(backend)?;
         let at = a.created_at.timestamp_millis();
-        let invited = sqlx::query(
-            "SELECT i.group_id, i.role, g.organization_id FROM invitations i \
-             JOIN groups g ON g.id = i.group_id WHERE i.email = ? ORDER BY i.created_at, i.group_id",
+        let organization: i64 = sqlx::query_scalar(
+            "INSERT INTO organizations (name, created_at, founder) VALUES (?, ?, ?) RETURNING id",
         )
-        .bind(&a.email)
-        .fetch_all(&mut *tx)
+        .bind(org_name)
+        .bind(at)
+        .bind(a.id.to_string())
+        .fetch_one(&mut *tx)
         .await
         .map_err(backend)?;
-        let organization: i64 = match invited.first() {
-            Some(first) => first.try_get("organization_id").map_err(backend)?,
-            None => {
-                let org: i64 = sqlx::query_scalar(
-                    "INSERT INTO organizations (name, created_at, founder) VALUES (?, ?, ?) RETURNING id",
-                )
-                .bind(org_name)
-                .bind(at)
-                .bind(a.id.to_string())
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(backend)?;
-                org
-            }
-        };
         let r = sqlx::query(
             "INSERT INTO accounts (id, email, full_name, password_hash, created_at, updated_at, organization_id) \
              VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -190,42 +179,26 @@ impl FleetStore for SqliteStore {
         .execute(&mut *tx)
         .await;
         inserted(r, || format!("account {}", a.email))?;
-        if invited.is_empty() {
-            let root: i64 = sqlx::query_scalar(
-                "INSERT INTO groups (organization_id, parent_id, name, created_at, updated_at) \
-                 VALUES (?, NULL, ?, ?, ?) RETURNING id",
-            )
-            .bind(organization)
-            .bind(org_name)
-            .bind(at)
-            .bind(at)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(backend)?;
-            sqlx::query("INSERT INTO group_roles (account_id, group_id, role, granted_at) VALUES (?, ?, 'admin', ?)")
-                .bind(a.id.to_string())
-                .bind(root)
-                .bind(at)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
-        } else {
-            sqlx::query(
-                "INSERT INTO group_roles (account_id, group_id, role, granted_at) \
-                 SELECT ?, group_id, role, ? FROM invitations WHERE email = ?",
-            )
-            .bind(a.id.to_string())
-            .bind(at)
-            .bind(&a.email)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-            sqlx::query("DELETE FROM invitations WHERE email = ?")
-                .bind(&a.email)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
-        }
+        let root: i64 = sqlx::query_scalar(
+            "INSERT INTO groups (organization_id, parent_id, name, created_at, updated_at) \
+             VALUES (?, NULL, ?, ?, ?) RETURNING id",
+        )
+        .bind(organization)
+        .bind(org_name)
+        .bind(at)
+        .bind(at)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO group_roles (account_id, group_id, role, granted_at) VALUES (?, ?, 'admin', ?)",
+        )
+        .bind(a.id.to_string())
+        .bind(root)
+        .bind(at)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
         let row = sqlx::query("SELECT * FROM accounts WHERE id = ?")
             .bind(a.id.to_string())
             .fetch_one(&mut *tx)
@@ -361,9 +334,14 @@ impl FleetStore for SqliteStore {
         role: Role,
         at: Timestamp,
     ) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO group_roles (account_id, group_id, role, granted_at) VALUES (?, ?, ?, ?) \
-             ON CONFLICT (account_id, group_id) DO UPDATE SET role = excluded.role, granted_at = excluded.granted_at",
+        // One statement, so the guard and the change are atomic: a root group's last admin is
+        // never demoted, however many demotions race.
+        let r = sqlx::query(
+            "INSERT INTO group_roles (account_id, group_id, role, granted_at) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (account_id, group_id) DO UPDATE SET role = excluded.role, granted_at = excluded.granted_at \
+             WHERE excluded.role = 'admin' OR NOT (group_roles.role = 'admin' AND \
+               EXISTS (SELECT 1 FROM groups WHERE id = ?2 AND parent_id IS NULL) AND \
+               (SELECT COUNT(*) FROM group_roles WHERE group_id = ?2 AND role = 'admin') = 1)",
         )
         .bind(account.to_string())
         .bind(group.0)
@@ -372,17 +350,38 @@ impl FleetStore for SqliteStore {
         .execute(&self.writer)
         .await
         .map_err(backend)?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::Conflict(LAST_ADMIN.into()));
+        }
         Ok(())
     }
 
     async fn remove_role(&self, account: AccountId, group: GroupId) -> StoreResult<bool> {
-        let r = sqlx::query("DELETE FROM group_roles WHERE account_id = ? AND group_id = ?")
-            .bind(account.to_string())
-            .bind(group.0)
-            .execute(&self.writer)
-            .await
-            .map_err(backend)?;
-        Ok(r.rows_affected() > 0)
+        let held: Option<String> = sqlx::query_scalar(
+            "SELECT role FROM group_roles WHERE account_id = ? AND group_id = ?",
+        )
+        .bind(account.to_string())
+        .bind(group.0)
+        .fetch_optional(&self.writer)
+        .await
+        .map_err(backend)?;
+        if held.is_none() {
+            return Ok(false);
+        }
+        let r = sqlx::query(
+            "DELETE FROM group_roles WHERE account_id = ?1 AND group_id = ?2 \
+             AND NOT (role = 'admin' AND EXISTS (SELECT 1 FROM groups WHERE id = ?2 AND parent_id IS NULL) \
+             AND (SELECT COUNT(*) FROM group_roles WHERE group_id = ?2 AND role = 'admin') = 1)",
+        )
+        .bind(account.to_string())
+        .bind(group.0)
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::Conflict(LAST_ADMIN.into()));
+        }
+        Ok(true)
     }
 
     async fn roles_on(&self, groups: &[GroupId]) -> StoreResult<Vec<RoleGrant>> {
@@ -402,9 +401,9 @@ impl FleetStore for SqliteStore {
 
     async fn insert_invitation(&self, i: &Invitation) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO invitations (email, group_id, role, invited_by, created_at) VALUES (?, ?, ?, ?, ?) \
-             ON CONFLICT (email, group_id) DO UPDATE SET role = excluded.role, invited_by = excluded.invited_by, created_at = excluded.created_at",
+            "INSERT INTO invitations (code_hash, email, group_id, role, invited_by, created_at) VALUES (?, ?, ?, ?, ?, ?)",
         )
+        .bind(&i.code_hash)
         .bind(&i.email)
         .bind(i.group.0)
         .bind(i.role.as_str())
@@ -414,6 +413,27 @@ impl FleetStore for SqliteStore {
         .await
         .map_err(backend)?;
         Ok(())
+    }
+
+    async fn take_invitation(&self, code_hash: &str) -> StoreResult<Option<Invitation>> {
+        let row = sqlx::query("DELETE FROM invitations WHERE code_hash = ? RETURNING *")
+            .bind(code_hash)
+            .fetch_optional(&self.writer)
+            .await
+            .map_err(backend)?;
+        row.map(|r| {
+            let role: String = r.try_get("role").map_err(backend)?;
+            let by: String = r.try_get("invited_by").map_err(backend)?;
+            Ok(Invitation {
+                code_hash: r.try_get("code_hash").map_err(backend)?,
+                email: r.try_get("email").map_err(backend)?,
+                group: GroupId(r.try_get("group_id").map_err(backend)?),
+                role: Role::parse(&role).map_err(corrupt)?,
+                invited_by: AccountId::parse(&by).map_err(corrupt)?,
+                created_at: ts(r.try_get("created_at").map_err(backend)?)?,
+            })
+        })
+        .transpose()
     }
 
     async fn accounts_page(
@@ -494,6 +514,28 @@ impl FleetStore for SqliteStore {
     }
 
     async fn update_group(&self, g: &Group) -> StoreResult<()> {
+        // The move is checked and written in one transaction: two concurrent moves (A under B,
+        // B under A) must not both pass a check made before either wrote.
+        let mut tx = self.writer.begin().await.map_err(backend)?;
+        if let Some(parent) = g.parent {
+            let cycle: Option<i64> = sqlx::query_scalar(
+                "WITH RECURSIVE up(id, depth) AS (SELECT ?1, 0 UNION ALL \
+                 SELECT groups.parent_id, up.depth + 1 FROM groups JOIN up ON groups.id = up.id \
+                 WHERE groups.parent_id IS NOT NULL AND up.depth < 1000) \
+                 SELECT 1 FROM up WHERE id = ?2 LIMIT 1",
+            )
+            .bind(parent.0)
+            .bind(g.id.0)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+            if cycle.is_some() {
+                return Err(StoreError::Conflict(format!(
+                    "group {} cannot move below itself",
+                    g.id
+                )));
+            }
+        }
         sqlx::query(
             "UPDATE groups SET name = ?, description = ?, parent_id = ?, updated_at = ? WHERE id = ?",
         )
@@ -502,10 +544,10 @@ impl FleetStore for SqliteStore {
         .bind(g.parent.map(|p| p.0))
         .bind(g.updated_at.timestamp_millis())
         .bind(g.id.0)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        Ok(())
+        tx.commit().await.map_err(backend)
     }
 
     async fn delete_group(&self, id: GroupId) -> StoreResult<()> {
@@ -791,6 +833,18 @@ impl FleetStore for SqliteStore {
         at: Timestamp,
     ) -> StoreResult<Installation> {
         let mut tx = self.writer.begin().await.map_err(backend)?;
+        // Already installed there: nothing changes (no zero-length installation).
+        let open = sqlx::query(
+            "SELECT * FROM installations WHERE imei = ? AND vehicle_id = ? AND removed_at IS NULL",
+        )
+        .bind(imei.as_str())
+        .bind(vehicle.0)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if let Some(row) = open {
+            return installation_from_row(&row);
+        }
         sqlx::query(
             "UPDATE installations SET removed_at = ? WHERE removed_at IS NULL AND (imei = ? OR vehicle_id = ?)",
         )
@@ -882,5 +936,72 @@ impl SqliteStore {
         .await
         .map_err(backend)?;
         device_from_row(&row)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use ekko_core::fleet::Role;
+    use ekko_core::ports::{FleetStore, Store};
+    use ekko_core::{AccountId, Imei};
+    use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+
+    use super::super::{DB_FILE, MIGRATOR, SqliteStore};
+
+    /// A database from before the fleet graph (migrations up to 0007) with two accounts and a
+    /// device each: after migration 0008 every account is admin of its own organization's
+    /// root group, and its devices are there.
+    #[tokio::test]
+    async fn migration_0008_gives_every_account_an_organization_and_keeps_its_devices() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = SqliteConnectOptions::from_str("sqlite://")
+            .unwrap()
+            .filename(dir.path().join(DB_FILE))
+            .create_if_missing(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts)
+            .await
+            .unwrap();
+        MIGRATOR.run_to(7, &pool).await.unwrap();
+        let a = AccountId::new_random();
+        let b = AccountId::new_random();
+        for (id, email, imei) in [
+            (a, "a@x.com", "359881234567899"),
+            (b, "b@x.com", "356307042441013"),
+        ] {
+            sqlx::query("INSERT INTO accounts (id, email, full_name, password_hash, created_at, updated_at) VALUES (?, ?, 'N', 'h', 1, 1)")
+                .bind(id.to_string())
+                .bind(email)
+                .execute(&pool)
+                .await
+                .unwrap();
+            sqlx::query("INSERT INTO devices (imei, owner, created_at) VALUES (?, ?, 1)")
+                .bind(imei)
+                .bind(id.to_string())
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        pool.close().await;
+
+        let s = SqliteStore::open(dir.path()).await.unwrap();
+        let (ga, gb) = (s.roles_of(a).await.unwrap(), s.roles_of(b).await.unwrap());
+        assert_eq!(ga.len(), 1);
+        assert_eq!(ga[0].role, Role::Admin);
+        assert_ne!(ga[0].organization, gb[0].organization);
+        let account = s.account_by_id(a).await.unwrap().unwrap();
+        assert_eq!(account.organization, ga[0].organization);
+        let root = s.root_group(account.organization).await.unwrap().unwrap();
+        assert_eq!(root.id, ga[0].group);
+        let device = s
+            .device_by_imei(&Imei::parse("359881234567899").unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(device.group, root.id);
+        assert_eq!(device.organization, account.organization);
     }
 }
