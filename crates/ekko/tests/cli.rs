@@ -475,7 +475,11 @@ fn group_and_vehicle_commands_act_with_the_accounts_rights() {
     ]);
     assert!(!refused.status.success());
     // The device is in the root group, which a viewer of Depot cannot see.
-    assert!(stderr(&refused).contains("no device"), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("no device"),
+        "{}",
+        stderr(&refused)
+    );
     // The vehicle is in Depot: visible, but only a manager may delete it.
     let seen = out(&run(&["vehicle", "list", "--account", "temp@example.com"]));
     assert!(seen.contains("Van 1"), "{seen}");
