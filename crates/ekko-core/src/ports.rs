@@ -108,11 +108,11 @@ pub trait Store: FleetStore + Send + Sync + 'static {
     /// The default stores one record at a time without de-duplication; adapters override it.
     async fn insert_tracks(
         &self,
-        batch: &[crate::track::NewTrack],
+        batch: Vec<crate::track::NewTrack>,
         received_at: Timestamp,
     ) -> StoreResult<Vec<Track>> {
         let mut stored = Vec::with_capacity(batch.len());
-        for t in batch {
+        for t in &batch {
             stored.push(self.insert_track(&t.record, received_at).await?);
         }
         Ok(stored)

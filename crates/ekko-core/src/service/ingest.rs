@@ -18,24 +18,34 @@ use crate::fields::{
 use crate::ids::Imei;
 use crate::notification::DeviceNotification;
 use crate::time::{Timestamp, now_ms};
-use crate::track::{MAX_FIELDS_PER_RECORD, MAX_RECORDS_PER_BATCH, NewTrack, Track, TrackRecord};
+use crate::track::{MAX_FIELDS_PER_RECORD, MAX_RECORDS_PER_BATCH, NewTrack, TrackRecord};
 
 /// What a batch ingestion did.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct IngestOutcome {
-    /// The records stored by this call, in the order they were given (and published in).
-    pub stored: Vec<Track>,
+    /// Records stored (and published, in the order they were given) by this call.
+    pub stored: usize,
     /// Records that were already stored (resends): not stored or published again.
     pub duplicates: usize,
 }
 
 /// The key that recognises a resent record: SHA-256 of its coordinates and fields as the device
-/// sent them (the device and `recorded_at` are separate columns of the unique key).
+/// sent them, serialized as JSON, in lower-case hex (the device and `recorded_at` are compared
+/// separately). Stored with every track: its definition must not change, or resends that
+/// straddle an upgrade would be stored twice.
 pub fn dedup_key(record: &TrackRecord) -> String {
-    let canonical = serde_json::to_vec(&(&record.coordinates, &record.fields))
+    let mut hasher = Sha256::new();
+    // The JSON is written straight into the hash, never held in memory.
+    serde_json::to_writer(&mut hasher, &(&record.coordinates, &record.fields))
         .expect("coordinates and fields always serialize");
-    let digest = Sha256::digest(&canonical);
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    let digest = hasher.finalize();
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut key = String::with_capacity(digest.len() * 2);
+    for b in digest {
+        key.push(char::from(HEX[usize::from(b >> 4)]));
+        key.push(char::from(HEX[usize::from(b & 0x0f)]));
+    }
+    key
 }
 
 /// Adds Ekko's timing flags to a record received at `now` (see `fields`' table).
@@ -102,17 +112,16 @@ impl Ekko {
                 NewTrack { record, dedup_key }
             })
             .collect();
-        let stored = self.store.insert_tracks(&batch, now).await?;
-        for track in &stored {
-            self.publish(
-                owners[&track.imei],
-                DeviceNotification::Track(track.clone()),
-            );
+        let given = batch.len();
+        let stored = self.store.insert_tracks(batch, now).await?;
+        let outcome = IngestOutcome {
+            stored: stored.len(),
+            duplicates: given - stored.len(),
+        };
+        for track in stored {
+            self.publish(owners[&track.imei], DeviceNotification::Track(track));
         }
-        Ok(IngestOutcome {
-            duplicates: batch.len() - stored.len(),
-            stored,
-        })
+        Ok(outcome)
     }
 }
 
@@ -159,6 +168,23 @@ mod tests {
         let mut old = record(from_unix_ms(1_700_000_000_000 - PAST_SKEW_MS - 1).unwrap());
         flag_timing(&mut old, &now);
         assert_eq!(old.fields.len(), 2, "delayed and skewed: {:?}", old.fields);
+    }
+
+    #[test]
+    fn dedup_key_is_the_sha256_of_the_records_json_as_stored_by_earlier_versions() {
+        let mut r = record(from_unix_ms(1_000).unwrap());
+        r.coordinates = Some(crate::track::Coordinates {
+            lat: 48.85,
+            lng: 2.29,
+        });
+        r.fields
+            .push(Field::new("GPS_SPEED", FieldValue::Int(12_000)));
+        let canonical = serde_json::to_vec(&(&r.coordinates, &r.fields)).unwrap();
+        let expected: String = Sha256::digest(&canonical)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(dedup_key(&r), expected);
     }
 
     #[test]

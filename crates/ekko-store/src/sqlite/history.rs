@@ -214,7 +214,7 @@ mod tests {
             dedup_key: format!("k{ms}"),
         };
         s.insert_tracks(
-            &[
+            vec![
                 track(3_000, true, vec![Field::new("A", FieldValue::Int(3))]),
                 track(
                     1_000,

@@ -78,9 +78,11 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
+        // Statement journals (a multi-row INSERT inside a transaction keeps one, so that it can
+        // be undone alone) stay in memory instead of spilling to a temporary file.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(opts.clone())
+            .connect_with(opts.clone().pragma("temp_store", "memory"))
             .await
             .map_err(backend)?;
         MIGRATOR
@@ -242,7 +244,7 @@ impl Store for SqliteStore {
 
     async fn insert_tracks(
         &self,
-        batch: &[ekko_core::track::NewTrack],
+        batch: Vec<ekko_core::track::NewTrack>,
         received_at: Timestamp,
     ) -> StoreResult<Vec<Track>> {
         self.insert_track_batch(batch, received_at).await

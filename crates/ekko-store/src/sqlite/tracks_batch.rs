@@ -4,8 +4,13 @@
 //! concurrent devices share one commit, and each caller is answered only after that commit, so
 //! "acknowledged only after the records are durable" holds per job. The caller does the
 //! per-record work (JSON of the fields) before queueing, so the single writer task only runs
-//! SQL. Resends are skipped by the unique (imei, recorded_at, dedup_key) index (migration 0002)
-//! with `INSERT OR IGNORE`.
+//! SQL. Resends are found by looking their (imei, recorded_at) up in `tracks_by_device_time`
+//! and comparing the stored `dedup_key`, inside the write transaction (migration 0009 explains
+//! why this replaced a unique index).
+//!
+//! Every multi-row statement here has one of a few fixed sizes ([`STATEMENT_ROWS`]), so each is
+//! prepared once and then taken from the connection's statement cache: preparing a statement of
+//! hundreds of placeholders for each group cost more than running it.
 
 use std::collections::{HashMap, HashSet};
 
@@ -14,12 +19,26 @@ use ekko_core::fields::Field;
 use ekko_core::ports::StoreResult;
 use ekko_core::time::Timestamp;
 use ekko_core::track::{NewTrack, Track, TrackRecord};
-use sqlx::{Row, SqliteConnection};
+use sqlx::SqliteConnection;
 
 use super::{SqliteStore, backend};
 
 /// Rows per multi-row INSERT: 7 parameters a row stays far below SQLite's 32 766.
 const ROWS_PER_STATEMENT: usize = 256;
+
+/// The sizes of multi-row statements, largest first (the first is [`ROWS_PER_STATEMENT`]).
+const STATEMENT_ROWS: [usize; 5] = [ROWS_PER_STATEMENT, 64, 16, 4, 1];
+
+/// Splits `items` into chunks of the sizes of [`STATEMENT_ROWS`]: as many large ones as fit,
+/// then smaller ones for the rest, so that every statement's text is one of five.
+fn fixed_chunks<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        let size = STATEMENT_ROWS.into_iter().find(|s| *s <= items.len())?;
+        let (chunk, rest) = items.split_at(size);
+        items = rest;
+        Some(chunk)
+    })
+}
 
 /// A row as the writer stores it: everything already serialized by the caller.
 struct Row7 {
@@ -72,9 +91,6 @@ impl std::hash::Hasher for Fnv {
 }
 
 type FnvBuild = std::hash::BuildHasherDefault<Fnv>;
-
-/// Rows per multi-row upsert of `device_last_values` (7 parameters each).
-const LAST_VALUES_PER_STATEMENT: usize = 256;
 
 /// Appends `rows` groups of seven `?` placeholders (the multi-row statements here all bind seven
 /// values a row). Only placeholders go into the SQL text: values are always bound.
@@ -150,14 +166,14 @@ fn row_of(record: &TrackRecord, dedup_key: Option<&str>) -> StoreResult<Row7> {
     })
 }
 
-fn stored_track(record: &TrackRecord, id: i64, received_at: Timestamp) -> Track {
+fn stored_track(record: TrackRecord, id: i64, received_at: Timestamp) -> Track {
     Track {
         id,
-        imei: record.imei.clone(),
+        imei: record.imei,
         recorded_at: record.recorded_at,
         received_at,
         coordinates: record.coordinates,
-        fields: record.fields.clone(),
+        fields: record.fields,
     }
 }
 
@@ -169,14 +185,14 @@ impl SqliteStore {
     ) -> StoreResult<Track> {
         let ids = write(self, vec![row_of(record, None)?], received_at).await?;
         match ids.first() {
-            Some(Some(id)) => Ok(stored_track(record, *id, received_at)),
+            Some(Some(id)) => Ok(stored_track(record.clone(), *id, received_at)),
             _ => Err(StoreError::Backend("the track was not stored".into())),
         }
     }
 
     pub(super) async fn insert_track_batch(
         &self,
-        batch: &[NewTrack],
+        batch: Vec<NewTrack>,
         received_at: Timestamp,
     ) -> StoreResult<Vec<Track>> {
         let rows = batch
@@ -185,46 +201,67 @@ impl SqliteStore {
             .collect::<StoreResult<Vec<_>>>()?;
         let ids = write(self, rows, received_at).await?;
         Ok(batch
-            .iter()
+            .into_iter()
             .zip(ids)
-            .filter_map(|(t, id)| id.map(|id| stored_track(&t.record, id, received_at)))
+            .filter_map(|(t, id)| id.map(|id| stored_track(t.record, id, received_at)))
             .collect())
     }
 }
 
+/// Writes the rows one statement each, with the resends skipped: the slow path, taken only
+/// when the merged write of a group failed, so that each job fails alone (with SQLite's own
+/// error, say a device deleted meanwhile).
 async fn insert_rows(
     conn: &mut SqliteConnection,
     rows: &[Row7],
     received_at: i64,
 ) -> StoreResult<Vec<Option<i64>>> {
+    let with_time: Vec<(&Row7, i64)> = rows.iter().map(|r| (r, received_at)).collect();
+    let fresh = fresh_rows(conn, &with_time).await?;
     let mut ids = Vec::with_capacity(rows.len());
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        if chunk.iter().any(|r| r.dedup_key.is_none()) {
-            // Not de-duplicated: plain inserts, each row gets its id.
-            for r in chunk {
-                let id: i64 = sqlx::query_scalar(
-                    "INSERT INTO tracks (imei, recorded_at, received_at, lat, lng, fields, dedup_key) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                )
-                .bind(&r.imei)
-                .bind(r.recorded_at)
-                .bind(received_at)
-                .bind(r.lat)
-                .bind(r.lng)
-                .bind(&r.fields)
-                .bind(&r.dedup_key)
-                .fetch_one(&mut *conn)
-                .await
-                .map_err(backend)?;
-                ids.push(Some(id));
-            }
+    for (r, fresh) in rows.iter().zip(fresh) {
+        if !fresh {
+            ids.push(None);
             continue;
         }
-        ids.extend(insert_deduplicated(conn, chunk, received_at).await?);
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO tracks (imei, recorded_at, received_at, lat, lng, fields, dedup_key) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(&r.imei)
+        .bind(r.recorded_at)
+        .bind(received_at)
+        .bind(r.lat)
+        .bind(r.lng)
+        .bind(&r.fields)
+        .bind(&r.dedup_key)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(backend)?;
+        ids.push(Some(id));
     }
     let rows: Vec<&Row7> = rows.iter().collect();
     update_last_values(conn, &rows, &ids).await?;
     Ok(ids)
+}
+
+/// For each row: is it to be written? Not if it is a resend — its (imei, recorded_at,
+/// dedup_key) is stored already or appears earlier among `rows`. Rows without a key (single
+/// records) are always written.
+async fn fresh_rows(conn: &mut SqliteConnection, rows: &[(&Row7, i64)]) -> StoreResult<Vec<bool>> {
+    let stored = already_stored(conn, rows).await?;
+    let mut seen: HashSet<(&str, i64, &str), FnvBuild> =
+        HashSet::with_capacity_and_hasher(rows.len(), FnvBuild::default());
+    Ok(rows
+        .iter()
+        .map(|(r, _)| match &r.dedup_key {
+            None => true,
+            Some(k) => {
+                let key = (r.imei.as_str(), r.recorded_at, k.as_str());
+                !stored.contains(&key) && seen.insert(key)
+            }
+        })
+        .collect())
 }
 
 /// Moves each (device, field) of the stored rows to its newest value: one row per pair however
@@ -286,7 +323,7 @@ async fn update_last_values(
     // A stable order of statements (and of the rows they lock) from one group to the next.
     newest.sort_unstable_by(|a, b| a.0.cmp(&b.0));
 
-    for chunk in newest.chunks(LAST_VALUES_PER_STATEMENT) {
+    for chunk in fixed_chunks(&newest) {
         let mut sql = String::from(
             "INSERT INTO device_last_values (imei, name, value, recorded_at, track_id, lat, lng) VALUES ",
         );
@@ -316,57 +353,6 @@ async fn update_last_values(
     Ok(())
 }
 
-/// One multi-row `INSERT OR IGNORE`: a row whose unique key already exists (or appeared earlier
-/// in the same chunk) is skipped. RETURNING names the stored rows by their key, since SQLite
-/// does not promise to return them in order.
-async fn insert_deduplicated(
-    conn: &mut SqliteConnection,
-    chunk: &[Row7],
-    received_at: i64,
-) -> StoreResult<Vec<Option<i64>>> {
-    let mut sql = String::from(
-        "INSERT OR IGNORE INTO tracks (imei, recorded_at, received_at, lat, lng, fields, dedup_key) VALUES ",
-    );
-    push_row_placeholders(&mut sql, chunk.len());
-    sql.push_str(" RETURNING id, imei, recorded_at, dedup_key");
-    // Only placeholders are appended to the literal: the values are bound, never spliced.
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for r in chunk {
-        query = query
-            .bind(&r.imei)
-            .bind(r.recorded_at)
-            .bind(received_at)
-            .bind(r.lat)
-            .bind(r.lng)
-            .bind(&r.fields)
-            .bind(&r.dedup_key);
-    }
-    let returned = query.fetch_all(&mut *conn).await.map_err(backend)?;
-    let mut by_key: HashMap<(String, i64, String), i64> = HashMap::with_capacity(returned.len());
-    for row in &returned {
-        by_key.insert(
-            (
-                row.try_get("imei").map_err(backend)?,
-                row.try_get("recorded_at").map_err(backend)?,
-                row.try_get("dedup_key").map_err(backend)?,
-            ),
-            row.try_get("id").map_err(backend)?,
-        );
-    }
-    Ok(chunk
-        .iter()
-        .map(|r| {
-            let key = (
-                r.imei.clone(),
-                r.recorded_at,
-                r.dedup_key.clone().unwrap_or_default(),
-            );
-            // The first row with a key takes its id; a repeat within the chunk was skipped.
-            by_key.remove(&key)
-        })
-        .collect())
-}
-
 /// Writes the rows of every job of a group with a few multi-row statements, in the jobs' order:
 /// the resends (rows whose unique key is stored already, or appears earlier in the group) are
 /// found first with one indexed lookup per statement, then the other rows are inserted with
@@ -382,22 +368,7 @@ pub(super) async fn write_merged(
         .iter()
         .flat_map(|j| j.rows.iter().map(move |r| (r, j.received_at)))
         .collect();
-    let stored = already_stored(conn, &all).await?;
-    let mut seen: HashSet<(&str, i64, &str), FnvBuild> =
-        HashSet::with_capacity_and_hasher(all.len(), FnvBuild::default());
-    // For each row: is it written (not a resend)?
-    let fresh: Vec<bool> = all
-        .iter()
-        .map(|(r, _)| match &r.dedup_key {
-            None => true,
-            Some(k) => {
-                let key = (r.imei.as_str(), r.recorded_at, k.as_str());
-                let resent = !stored.is_empty()
-                    && stored.contains(&(r.imei.clone(), r.recorded_at, k.clone()));
-                !resent && seen.insert(key)
-            }
-        })
-        .collect();
+    let fresh = fresh_rows(conn, &all).await?;
     let to_insert: Vec<(&Row7, i64)> = all
         .iter()
         .zip(&fresh)
@@ -412,14 +383,13 @@ pub(super) async fn write_merged(
     .await
     .map_err(backend)?;
     let mut next = base;
-    for chunk in to_insert.chunks(ROWS_PER_STATEMENT) {
+    for chunk in fixed_chunks(&to_insert) {
         let mut sql = String::from(
             "INSERT INTO tracks (imei, recorded_at, received_at, lat, lng, fields, dedup_key) VALUES ",
         );
         push_row_placeholders(&mut sql, chunk.len());
         // Only placeholders are appended to the literal: the values are bound, never spliced.
-        let mut query =
-            sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(chunk.len() == ROWS_PER_STATEMENT);
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (r, received_at) in chunk {
             query = query
                 .bind(&r.imei)
@@ -460,11 +430,12 @@ pub(super) async fn write_merged(
     ))
 }
 
-/// The unique keys among `rows` that are stored already (one indexed lookup per statement).
-async fn already_stored(
+/// The keys (imei, recorded_at, dedup_key) among `rows` that are stored already: one lookup
+/// through `tracks_by_device_time` per statement.
+async fn already_stored<'r>(
     conn: &mut SqliteConnection,
-    rows: &[(&Row7, i64)],
-) -> StoreResult<HashSet<(String, i64, String)>> {
+    rows: &[(&'r Row7, i64)],
+) -> StoreResult<HashSet<(&'r str, i64, &'r str), FnvBuild>> {
     let keyed: Vec<(&str, i64, &str)> = rows
         .iter()
         .filter_map(|(r, _)| {
@@ -473,29 +444,29 @@ async fn already_stored(
                 .map(|k| (r.imei.as_str(), r.recorded_at, k))
         })
         .collect();
-    let mut found = HashSet::new();
-    // Three parameters a row: far below SQLite's 32 766.
-    for chunk in keyed.chunks(ROWS_PER_STATEMENT * 2) {
-        let mut sql = String::from("SELECT t.imei, t.recorded_at, t.dedup_key FROM (VALUES ");
+    let mut found = HashSet::default();
+    for chunk in fixed_chunks(&keyed) {
+        let mut sql = String::from("SELECT v.column4 FROM (VALUES ");
         for i in 0..chunk.len() {
-            sql.push_str(if i == 0 { "(?,?,?)" } else { ",(?,?,?)" });
+            sql.push_str(if i == 0 { "(?,?,?,?)" } else { ",(?,?,?,?)" });
         }
         sql.push_str(
             ") AS v JOIN tracks t ON t.imei = v.column1 AND t.recorded_at = v.column2 \
              AND t.dedup_key = v.column3",
         );
         // Only placeholders are appended to the literal: the values are bound, never spliced.
-        let mut query =
-            sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(chunk.len() == ROWS_PER_STATEMENT * 2);
-        for (imei, at, key) in chunk {
-            query = query.bind(*imei).bind(*at).bind(*key);
+        // Each row carries its index in `chunk` (column4), so the answer names the rows found
+        // without copying their keys back.
+        let mut query = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql));
+        for (i, (imei, at, key)) in chunk.iter().enumerate() {
+            query = query.bind(*imei).bind(*at).bind(*key).bind(i as i64);
         }
-        for row in query.fetch_all(&mut *conn).await.map_err(backend)? {
-            found.insert((
-                row.try_get(0).map_err(backend)?,
-                row.try_get(1).map_err(backend)?,
-                row.try_get(2).map_err(backend)?,
-            ));
+        for i in query.fetch_all(&mut *conn).await.map_err(backend)? {
+            let i = usize::try_from(i)
+                .ok()
+                .filter(|i| *i < chunk.len())
+                .ok_or_else(|| StoreError::Backend("the resend lookup named no row".into()))?;
+            found.insert(chunk[i]);
         }
     }
     Ok(found)
@@ -541,13 +512,13 @@ mod tests {
             new_track(&imei, 1000, "a"),
             new_track(&imei, 2000, "b"),
         ];
-        let first = s.insert_tracks(&batch, now_ms()).await.unwrap();
+        let first = s.insert_tracks(batch.to_vec(), now_ms()).await.unwrap();
         assert_eq!(first.len(), 3);
         assert!(first.windows(2).all(|w| w[0].id < w[1].id));
         assert_eq!(first[0].recorded_at.timestamp_millis(), 3000);
         let mut resend = batch.clone();
         resend.push(new_track(&imei, 4000, "d"));
-        let second = s.insert_tracks(&resend, now_ms()).await.unwrap();
+        let second = s.insert_tracks(resend, now_ms()).await.unwrap();
         assert_eq!(second.len(), 1);
         assert_eq!(second[0].recorded_at.timestamp_millis(), 4000);
         assert_eq!(s.recent_tracks(&imei, 10).await.unwrap().len(), 4);
@@ -558,7 +529,7 @@ mod tests {
         let (_dir, s, imei) = store_with_device().await;
         let unknown = Imei::parse("356307042441013").unwrap();
         let batch = [new_track(&imei, 1, "a"), new_track(&unknown, 2, "b")];
-        assert!(s.insert_tracks(&batch, now_ms()).await.is_err());
+        assert!(s.insert_tracks(batch.to_vec(), now_ms()).await.is_err());
         assert!(s.recent_tracks(&imei, 10).await.unwrap().is_empty());
     }
 
@@ -566,7 +537,7 @@ mod tests {
     async fn a_record_repeated_within_one_batch_is_stored_once() {
         let (_dir, s, imei) = store_with_device().await;
         let batch = [new_track(&imei, 1, "a"), new_track(&imei, 1, "a")];
-        let stored = s.insert_tracks(&batch, now_ms()).await.unwrap();
+        let stored = s.insert_tracks(batch.to_vec(), now_ms()).await.unwrap();
         assert_eq!(stored.len(), 1);
         assert_eq!(s.recent_tracks(&imei, 10).await.unwrap().len(), 1);
     }
@@ -578,7 +549,7 @@ mod tests {
         let batch: Vec<_> = (0..n as i64)
             .map(|i| new_track(&imei, 10_000 - i, &format!("k{i}")))
             .collect();
-        let stored = s.insert_tracks(&batch, now_ms()).await.unwrap();
+        let stored = s.insert_tracks(batch.to_vec(), now_ms()).await.unwrap();
         assert_eq!(stored.len(), n);
         assert!(stored.windows(2).all(|w| w[0].id < w[1].id));
         assert!(
@@ -605,7 +576,9 @@ mod tests {
                 let batch: Vec<_> = (0..25)
                     .map(|i| new_track(&imei, j * 100 + i, &format!("{j}-{i}")))
                     .collect();
-                s.insert_tracks(&batch, now_ms()).await.map(|v| v.len())
+                s.insert_tracks(batch.to_vec(), now_ms())
+                    .await
+                    .map(|v| v.len())
             }));
         }
         let mut ok = 0;
@@ -626,7 +599,7 @@ mod tests {
     async fn concurrent_resends_in_one_group_are_stored_once_and_the_newest_value_wins() {
         let (_dir, s, imei) = store_with_device().await;
         let first = s
-            .insert_tracks(&[new_track(&imei, 10, "a")], now_ms())
+            .insert_tracks(vec![new_track(&imei, 10, "a")], now_ms())
             .await
             .unwrap();
         assert_eq!(first.len(), 1);
@@ -642,7 +615,7 @@ mod tests {
                     new_track(&imei, 20, "b"),
                     new_track(&imei, 100 + j, &format!("n{j}")),
                 ];
-                s.insert_tracks(&batch, now_ms()).await.unwrap()
+                s.insert_tracks(batch, now_ms()).await.unwrap()
             }));
         }
         let mut stored = Vec::new();
@@ -691,7 +664,7 @@ mod tests {
                 let batch: Vec<_> = (0..30)
                     .map(|i| new_track(&imei, j * 1000 + i, &format!("{j}-{i}")))
                     .collect();
-                s.insert_tracks(&batch, now_ms()).await.unwrap()
+                s.insert_tracks(batch.to_vec(), now_ms()).await.unwrap()
             }));
         }
         for t in tasks {
@@ -713,5 +686,101 @@ mod tests {
         let a = s.insert_track(&r, now_ms()).await.unwrap();
         let b = s.insert_track(&r, now_ms()).await.unwrap();
         assert!(b.id > a.id);
+    }
+
+    #[test]
+    fn statements_take_few_fixed_sizes_and_cover_every_row_in_order() {
+        for n in [0usize, 1, 3, 4, 5, 63, 64, 65, 255, 256, 257, 1000, 2500] {
+            let items: Vec<usize> = (0..n).collect();
+            let chunks: Vec<&[usize]> = fixed_chunks(&items).collect();
+            assert!(chunks.iter().all(|c| STATEMENT_ROWS.contains(&c.len())));
+            assert_eq!(chunks.concat(), items, "{n} rows");
+            // Greedy: at most three of each smaller size.
+            assert!(
+                chunks
+                    .iter()
+                    .filter(|c| c.len() < ROWS_PER_STATEMENT)
+                    .count()
+                    <= 12
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn other_jobs_of_a_group_survive_a_failed_merged_track_write() {
+        let (_dir, s, imei) = store_with_device().await;
+        let unknown = Imei::parse("356307042441013").unwrap();
+        let mut tracks = Vec::new();
+        let mut others = Vec::new();
+        for j in 0..20i64 {
+            let (s1, s2) = (s.clone(), s.clone());
+            let device = if j % 5 == 0 {
+                unknown.clone()
+            } else {
+                imei.clone()
+            };
+            tracks.push(tokio::spawn(async move {
+                s1.insert_tracks(vec![new_track(&device, j, &format!("{j}"))], now_ms())
+                    .await
+                    .is_ok()
+            }));
+            others.push(tokio::spawn(async move {
+                s2.group
+                    .run(1, move |conn| {
+                        Box::pin(async move {
+                            sqlx::query(
+                                "INSERT INTO pending_devices (imei, protocol, first_seen, last_seen, attempts) \
+                                 VALUES (?, 'test', 0, 0, 1)",
+                            )
+                            .bind(format!("{j:015}"))
+                            .execute(conn)
+                            .await
+                            .map_err(backend)?;
+                            Ok(())
+                        })
+                    })
+                    .await
+            }));
+        }
+        let mut stored = 0;
+        for (j, t) in tracks.into_iter().enumerate() {
+            let ok = t.await.unwrap();
+            assert_eq!(ok, j % 5 != 0, "job {j}");
+            stored += usize::from(ok);
+        }
+        for o in others {
+            o.await.unwrap().unwrap();
+        }
+        let (pending,): (i64,) =
+            sqlx::query_as("SELECT count(*) FROM pending_devices WHERE protocol = 'test'")
+                .fetch_one(&s.reader)
+                .await
+                .unwrap();
+        assert_eq!(pending, 20, "every other job is committed once");
+        assert_eq!(s.recent_tracks(&imei, 100).await.unwrap().len(), stored);
+    }
+
+    #[tokio::test]
+    async fn a_resend_of_a_track_stored_before_the_lookup_is_recognised() {
+        // Rows written while the unique index existed (migration 0002..0008) carry the same
+        // key column: the lookup that replaced the index finds them.
+        let (_dir, s, imei) = store_with_device().await;
+        sqlx::query(
+            "INSERT INTO tracks (imei, recorded_at, received_at, fields, dedup_key) \
+             VALUES (?, 7, 7, '[]', 'old')",
+        )
+        .bind(imei.as_str())
+        .execute(&s.writer)
+        .await
+        .unwrap();
+        let stored = s
+            .insert_tracks(
+                vec![new_track(&imei, 7, "old"), new_track(&imei, 7, "new")],
+                now_ms(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(stored.len(), 1);
+        assert_eq!(s.recent_tracks(&imei, 10).await.unwrap().len(), 2);
     }
 }

@@ -9,11 +9,11 @@
 //! answers every caller. Under no load a group is one job and nothing waits for a timer.
 //!
 //! Track writes are not closures but data ([`TrackJob`]): the task writes the rows of every
-//! track job of a group with a few multi-row statements (`tracks_batch::write_merged`) instead
-//! of a savepoint and statements per job, since each statement is a round trip to SQLite's
-//! worker thread. If that merged write fails (say a device was deleted meanwhile), it is rolled
-//! back and every track job is written again alone in its own savepoint, so a failing job still
-//! fails alone.
+//! track job of a group first, with a few multi-row statements (`tracks_batch::write_merged`)
+//! instead of a savepoint and statements per job, since each statement is a round trip to
+//! SQLite's worker thread. If that merged write fails (say a device was deleted meanwhile), the
+//! transaction is rolled back and begun again, and every track job is written alone in its own
+//! savepoint, so a failing job still fails alone.
 //!
 //! Invariant: a caller's `Ok` means its write is committed and on disk; a job sees only the
 //! connection it is given (never the store's pools: the task holds the one writer connection).
@@ -167,6 +167,26 @@ async fn commit_group(pool: &SqlitePool, group: Vec<Job>) {
         Ok(tx) => tx,
         Err(e) => return fail_all(works, track_replies, backend(e)),
     };
+    // The track jobs first, merged and without a savepoint of their own (a savepoint makes
+    // SQLite copy every page it touches into a statement journal): if the merged write fails,
+    // the transaction holds nothing else yet, so rolling it all back undoes exactly that.
+    let track_outcomes = if tracks.is_empty() {
+        Vec::new()
+    } else {
+        match tracks_batch::write_merged(&mut tx, &tracks).await {
+            Ok(Some(ids)) => ids.into_iter().map(Ok).collect(),
+            Ok(None) | Err(_) => {
+                if let Err(e) = tx.rollback().await {
+                    return fail_all(works, track_replies, backend(e));
+                }
+                tx = match conn.begin().await {
+                    Ok(tx) => tx,
+                    Err(e) => return fail_all(works, track_replies, backend(e)),
+                };
+                write_tracks_one_by_one(&mut tx, &tracks).await
+            }
+        }
+    };
     let mut done = Vec::with_capacity(works.len());
     for (work, reply) in works {
         let outcome = match tx.begin().await {
@@ -179,11 +199,6 @@ async fn commit_group(pool: &SqlitePool, group: Vec<Job>) {
         };
         done.push((reply, outcome));
     }
-    let track_outcomes = if tracks.is_empty() {
-        Vec::new()
-    } else {
-        write_tracks(&mut tx, &tracks).await
-    };
     match tx.commit().await {
         Ok(()) => {
             // A caller that went away (its connection closed) simply misses its answer.
@@ -206,39 +221,21 @@ async fn commit_group(pool: &SqlitePool, group: Vec<Job>) {
     }
 }
 
-/// Writes every track job of a group: all together in one savepoint, or, if that fails, each
-/// in its own savepoint (so that only the failing jobs fail). One outcome per job, in order.
-async fn write_tracks(
+/// Writes each track job of a group in its own savepoint, so that only the failing jobs fail
+/// (the path taken when the merged write of the group failed). One outcome per job, in order.
+async fn write_tracks_one_by_one(
     conn: &mut SqliteConnection,
     jobs: &[TrackJob],
 ) -> Vec<StoreResult<TrackIds>> {
-    let merged = match conn.begin().await {
-        Ok(mut savepoint) => match tracks_batch::write_merged(&mut savepoint, jobs).await {
-            Ok(Some(ids)) => savepoint
-                .commit()
-                .await
-                .map(|()| Some(ids))
-                .map_err(backend),
-            // Rolled back by dropping the savepoint; written again job by job below.
-            Ok(None) | Err(_) => Ok(None),
-        },
-        Err(e) => Err(backend(e)),
-    };
-    match merged {
-        Ok(Some(ids)) => ids.into_iter().map(Ok).collect(),
-        Err(e) => jobs.iter().map(|_| Err(e.clone())).collect(),
-        Ok(None) => {
-            let mut outcomes = Vec::with_capacity(jobs.len());
-            for job in jobs {
-                outcomes.push(match conn.begin().await {
-                    Ok(mut savepoint) => match tracks_batch::write_one(&mut savepoint, job).await {
-                        Ok(ids) => savepoint.commit().await.map(|()| ids).map_err(backend),
-                        Err(e) => Err(e),
-                    },
-                    Err(e) => Err(backend(e)),
-                });
-            }
-            outcomes
-        }
+    let mut outcomes = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        outcomes.push(match conn.begin().await {
+            Ok(mut savepoint) => match tracks_batch::write_one(&mut savepoint, job).await {
+                Ok(ids) => savepoint.commit().await.map(|()| ids).map_err(backend),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(backend(e)),
+        });
     }
+    outcomes
 }
