@@ -35,6 +35,7 @@ impl Ekko {
         self.store()
             .set_device_secret_hash(&imei, Some(&hash(&secret)))
             .await?;
+        self.device_changed();
         Ok(secret)
     }
 
@@ -42,7 +43,9 @@ impl Ekko {
     pub async fn clear_device_secret(&self, imei: &str) -> Result<(), DomainError> {
         let imei = Imei::parse(imei)?;
         self.require_registered(&imei).await?;
-        Ok(self.store().set_device_secret_hash(&imei, None).await?)
+        self.store().set_device_secret_hash(&imei, None).await?;
+        self.device_changed();
+        Ok(())
     }
 
     /// Checks the key a device presented. A device without a secret passes (whatever it
@@ -53,7 +56,7 @@ impl Ekko {
         imei: &Imei,
         presented: Option<&str>,
     ) -> Result<(), DomainError> {
-        let Some(expected) = self.store().device_secret_hash(imei).await? else {
+        let Some(expected) = self.device_secret_hash(imei).await? else {
             return Ok(());
         };
         let presented = presented.map(hash).unwrap_or_default();

@@ -147,25 +147,48 @@ impl Ekko {
         imei: &Imei,
         protocol: &str,
     ) -> Result<(), DomainError> {
-        let device = self.store().device_by_imei(imei).await?;
-        let allowed = match &device {
-            Some(d) => self
-                .access_of(integration.account)
-                .await?
-                .can(d.group, crate::fleet::Role::Manager),
-            None => false,
-        };
-        match device {
-            Some(_) if allowed => Ok(()),
-            found => {
-                if found.is_none() {
+        self.authorize_integration_devices(integration, std::slice::from_ref(imei), protocol)
+            .await?
+            .pop()
+            .unwrap_or_else(|| Err(DomainError::Internal("no verdict for the device".into())))
+    }
+
+    /// [`Ekko::authorize_integration_device`] for each of `imeis` (one verdict each, in order),
+    /// with the integration's rights computed once for them all. The outer error is a storage
+    /// failure.
+    pub async fn authorize_integration_devices(
+        &self,
+        integration: &IntegrationCaller,
+        imeis: &[Imei],
+        protocol: &str,
+    ) -> Result<Vec<Result<(), DomainError>>, DomainError> {
+        let mut access = None;
+        let mut verdicts = Vec::with_capacity(imeis.len());
+        for imei in imeis {
+            let device = self.known_device(imei).await?.map(|k| k.device);
+            let allowed = match &device {
+                Some(d) => {
+                    if access.is_none() {
+                        access = Some(self.access_of(integration.account).await?);
+                    }
+                    access
+                        .as_ref()
+                        .is_some_and(|a| a.can(d.group, crate::fleet::Role::Manager))
+                }
+                None => false,
+            };
+            verdicts.push(if allowed {
+                Ok(())
+            } else {
+                if device.is_none() {
                     self.record_unknown_device(imei, protocol).await;
                 }
                 Err(DomainError::Forbidden(format!(
                     "device {imei} is unknown or does not belong to this integration's account"
                 )))
-            }
+            });
         }
+        Ok(verdicts)
     }
 
     /// Counts a refused attempt by an unregistered device, for `ekko device pending`. Every

@@ -11,6 +11,7 @@
 
 pub mod account;
 pub mod device;
+pub mod device_cache;
 pub mod device_secret;
 pub mod error;
 pub mod fields;

@@ -66,6 +66,18 @@ pub trait Store: FleetStore + Send + Sync + 'static {
     /// The SHA-256 of the device's secret, when it has one.
     async fn device_secret_hash(&self, imei: &Imei) -> StoreResult<Option<String>>;
 
+    /// Tells every process using this storage that a device changed (after the change is
+    /// stored), so that their device caches (`device_cache`) read devices afresh.
+    ///
+    /// The default does nothing: another process then sees the change within the cache's TTL.
+    fn announce_device_change(&self) {}
+
+    /// A stamp that differs after any process announced a device change. Cheap: ingestion
+    /// asks for it on every device lookup.
+    fn device_change_stamp(&self) -> u64 {
+        0
+    }
+
     // Tracks
     async fn insert_track(
         &self,

@@ -9,6 +9,7 @@ pub mod ingest;
 
 use crate::account::{Account, NewAccount, ProfileChanges, normalize_email, validate_full_name};
 use crate::device::{Device, DeviceUpdate, NewDevice};
+use crate::device_cache::{DeviceCache, KnownDevice};
 use crate::error::DomainError;
 use crate::fleet::{Access, DeviceStatus, GroupId, Role};
 use crate::ids::{AccountId, Imei};
@@ -27,6 +28,12 @@ pub struct Caller {
     pub scopes: Vec<String>,
 }
 
+fn not_registered(imei: &Imei) -> DomainError {
+    DomainError::NotFound(format!(
+        "device {imei} is not registered; register it first (ekko device create --imei {imei} --account EMAIL)"
+    ))
+}
+
 /// Most devices one subscription may name.
 pub const MAX_DEVICES_PER_SUBSCRIPTION: usize = 1000;
 
@@ -38,6 +45,8 @@ pub struct Ekko {
     /// Bumped by every operation that can change who sees what (roles, group moves, device
     /// moves and deletions): live subscriptions recompute their rights when it changed.
     rights_epoch: Arc<std::sync::atomic::AtomicU64>,
+    /// Devices as ingestion sees them (`device_cache`).
+    devices: Arc<DeviceCache>,
 }
 
 fn require(caller: Option<&Caller>) -> Result<&Caller, DomainError> {
@@ -55,6 +64,7 @@ impl Ekko {
             store,
             bus,
             rights_epoch: Default::default(),
+            devices: Default::default(),
         }
     }
 
@@ -66,6 +76,54 @@ impl Ekko {
     pub(crate) fn rights_changed(&self) {
         self.rights_epoch
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// A device changed (stored already): ingestion reads it afresh.
+    pub(crate) fn device_changed(&self) {
+        self.devices.changed();
+        self.store.announce_device_change();
+    }
+
+    /// The device as ingestion sees it: from the cache when read within the last second and
+    /// unchanged since, in this process or another (`device_cache`), otherwise from the store.
+    /// `None`: not registered.
+    pub(crate) async fn known_device(
+        &self,
+        imei: &Imei,
+    ) -> Result<Option<KnownDevice>, DomainError> {
+        self.devices.observe_stamp(self.store.device_change_stamp());
+        if let Some(known) = self.devices.get(imei) {
+            return Ok(Some(known));
+        }
+        let generation = self.devices.generation();
+        let Some(device) = self.store.device_by_imei(imei).await? else {
+            return Ok(None);
+        };
+        let known = KnownDevice {
+            device,
+            secret_hash: None,
+        };
+        self.devices.remember(generation, known.clone());
+        Ok(Some(known))
+    }
+
+    /// The SHA-256 of the device's secret (`None`: it has none, or it is not registered),
+    /// through the same cache as [`Ekko::known_device`].
+    pub(crate) async fn device_secret_hash(
+        &self,
+        imei: &Imei,
+    ) -> Result<Option<String>, DomainError> {
+        let generation = self.devices.generation();
+        let Some(mut known) = self.known_device(imei).await? else {
+            return Ok(None);
+        };
+        if let Some(hash) = known.secret_hash {
+            return Ok(hash);
+        }
+        let hash = self.store.device_secret_hash(imei).await?;
+        known.secret_hash = Some(hash.clone());
+        self.devices.remember(generation, known);
+        Ok(hash)
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -270,6 +328,7 @@ impl Ekko {
                 },
             )
             .await?;
+        self.device_changed();
         Ok((self.require_registered(&imei).await?, true))
     }
 
@@ -335,12 +394,17 @@ impl Ekko {
 
     // ---- presence, messages, pokes ----
 
-    /// A registered device whose data is taken in (not suspended). Ingestion paths call this.
+    /// A registered device whose data is taken in (not suspended). Ingestion paths call this;
+    /// it reads through the device cache (`device_cache`).
     pub(crate) async fn require_active(
         &self,
         imei: &Imei,
     ) -> Result<crate::device::Device, DomainError> {
-        let device = self.require_registered(imei).await?;
+        let device = self
+            .known_device(imei)
+            .await?
+            .ok_or_else(|| not_registered(imei))?
+            .device;
         if device.status == DeviceStatus::Suspended {
             return Err(DomainError::NotFound(format!(
                 "device {imei} is suspended: its data is refused until a manager sets its status back to active"
@@ -353,11 +417,10 @@ impl Ekko {
         &self,
         imei: &Imei,
     ) -> Result<crate::device::Device, DomainError> {
-        self.store.device_by_imei(imei).await?.ok_or_else(|| {
-            DomainError::NotFound(format!(
-                "device {imei} is not registered; register it first (ekko device create --imei {imei} --account EMAIL)"
-            ))
-        })
+        self.store
+            .device_by_imei(imei)
+            .await?
+            .ok_or_else(|| not_registered(imei))
     }
 
     /// Records that a registered device connected, disconnected, failed to connect or was

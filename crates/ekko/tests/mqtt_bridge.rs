@@ -131,3 +131,71 @@ async fn an_unknown_device_on_mqtt_is_refused_and_counted_as_pending() {
     .await;
     assert!(pending, "the unknown device is pending");
 }
+
+#[tokio::test]
+async fn a_devices_messages_are_stored_in_the_order_they_were_published() {
+    if !broker_up() {
+        return;
+    }
+    let t = start_bridged().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Many messages at once, two devices interleaved: the bridge stores them concurrently,
+    // yet each device's records must get ids in the order they were published.
+    const PER_DEVICE: i64 = 40;
+    let mut o = MqttOptions::new(unique("ekko-test-pub"), "127.0.0.1", 1883);
+    o.set_keep_alive(Duration::from_secs(5));
+    let (client, mut events) = AsyncClient::new(o, 200);
+    for i in 0..PER_DEVICE {
+        for imei in [IMEI, common::OTHER_IMEI] {
+            let payload = format!(
+                r#"{{"recorded_at": {}, "fields": {{"GPS_SPEED": {i}}}}}"#,
+                1_714_564_800_000 + i * 1000
+            );
+            client
+                .publish(
+                    format!("devices/{imei}/tracks"),
+                    QoS::AtLeastOnce,
+                    false,
+                    payload.into_bytes(),
+                )
+                .await
+                .unwrap();
+        }
+    }
+    tokio::time::timeout(Duration::from_secs(20), async {
+        let mut acked = 0;
+        while acked < 2 * PER_DEVICE {
+            if let Event::Incoming(Packet::PubAck(_)) = events.poll().await.unwrap() {
+                acked += 1;
+            }
+        }
+    })
+    .await
+    .expect("the broker acknowledges every publish");
+    let _ = client.disconnect().await;
+    let dir = t.dir.path().to_path_buf();
+    let in_order = eventually(|| {
+        let dir = dir.clone();
+        async move {
+            let (ekko, store) = ekko::server::open_domain(&dir).await.unwrap();
+            let mut ok = true;
+            for imei in [IMEI, common::OTHER_IMEI] {
+                let tracks = ekko
+                    .store()
+                    .recent_tracks(&Imei::parse(imei).unwrap(), 1000)
+                    .await
+                    .unwrap();
+                // Newest recorded first: the ids must descend with it.
+                ok &= tracks.len() == PER_DEVICE as usize
+                    && tracks.windows(2).all(|w| w[0].id > w[1].id);
+            }
+            store.close().await;
+            ok
+        }
+    })
+    .await;
+    assert!(
+        in_order,
+        "every message stored, each device's in publish order"
+    );
+}

@@ -691,6 +691,7 @@ impl Ekko {
                 .await?;
         }
         self.store.update_device(&device.imei, &update).await?;
+        self.device_changed();
         if update.group.is_some() {
             self.rights_changed();
         }
@@ -705,7 +706,9 @@ impl Ekko {
     ) -> Result<(), DomainError> {
         let caller = require(caller)?;
         let device = self.device_with_role(caller, id, Role::Manager).await?;
-        Ok(self.store.delete_device(&device.imei).await?)
+        self.store.delete_device(&device.imei).await?;
+        self.device_changed();
+        Ok(())
     }
 
     /// Devices and vehicles move only within their organization: their data (and the

@@ -1,7 +1,7 @@
 //! `POST /ingest/cloudconnect`: authenticate the integration, decode, authorize every event,
 //! store them in order (each durable before the next), then answer 200.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use ekko_core::integration::IntegrationCaller;
 use ekko_core::track::{MAX_RECORDS_PER_BATCH, TrackRecord};
-use ekko_core::{DomainError, Ekko, Imei};
+use ekko_core::{Ekko, Imei};
 
 use super::decode::{Batch, DecodeError, Event, decode_batch};
 use crate::problem::Problem;
@@ -76,23 +76,29 @@ async fn ingest(
     integration: &IntegrationCaller,
     batch: Batch,
 ) -> Result<Response, Response> {
-    // Authorize every event before storing any: a refused batch stores nothing.
-    let mut verdicts: HashMap<Imei, Result<(), String>> = HashMap::new();
+    // Authorize every event before storing any: a refused batch stores nothing. Each device
+    // is judged once, with the integration's rights computed once for the whole request.
+    let mut devices: Vec<Imei> = Vec::new();
+    let mut seen: HashSet<&Imei> = HashSet::new();
+    for (_, event) in &batch.events {
+        if seen.insert(event.imei()) {
+            devices.push(event.imei().clone());
+        }
+    }
+    let verdicts: HashMap<Imei, Result<(), String>> = match ekko
+        .authorize_integration_devices(integration, &devices, PROTOCOL)
+        .await
+    {
+        Ok(v) => devices
+            .into_iter()
+            .zip(v)
+            .map(|(imei, verdict)| (imei, verdict.map_err(|e| e.to_string())))
+            .collect(),
+        Err(e) => return Err(Problem::from(e).into_response()),
+    };
     let mut refused = Vec::new();
     for (index, event) in &batch.events {
-        let imei = event.imei();
-        if !verdicts.contains_key(imei) {
-            let verdict = match ekko
-                .authorize_integration_device(integration, imei, PROTOCOL)
-                .await
-            {
-                Ok(()) => Ok(()),
-                Err(e @ DomainError::Internal(_)) => return Err(Problem::from(e).into_response()),
-                Err(e) => Err(e.to_string()),
-            };
-            verdicts.insert(imei.clone(), verdict);
-        }
-        if let Some(Err(detail)) = verdicts.get(imei) {
+        if let Some(Err(detail)) = verdicts.get(event.imei()) {
             refused.push((*index, detail.clone()));
         }
     }

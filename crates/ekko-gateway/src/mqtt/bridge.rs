@@ -1,13 +1,20 @@
 //! The MQTT bridge: a client of a broker, subscribed to `devices/+/tracks` with QoS 1. Each
-//! message is decoded, stored through [`Ekko::ingest_track`], and only then acknowledged
-//! (PUBACK). Messages are handled one at a time, so each device's order is kept.
+//! message is decoded, stored through [`Ekko::ingest_tracks`], and only then acknowledged
+//! (PUBACK).
+//!
+//! Messages are stored concurrently (up to [`MAX_IN_FLIGHT`] at once), so that the messages of
+//! many devices share the store's group commits instead of paying one commit each; but a
+//! device's messages are stored one after the other, in the order they arrived, and the PUBACKs
+//! leave in the order the messages arrived (as MQTT requires of QoS 1 acknowledgements).
 
-use std::collections::VecDeque;
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ekko_core::{DomainError, Ekko};
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
 
 use super::decode::{TOPIC_FILTER, decode_payload, imei_from_topic};
 
@@ -16,6 +23,8 @@ pub const MAX_PACKET: usize = 1024 * 1024;
 /// The protocol name recorded for pending devices.
 pub const PROTOCOL: &str = "mqtt";
 const DEFAULT_CLIENT_ID: &str = "ekko-bridge";
+/// Most messages being stored at once; the event loop waits for a slot beyond that.
+pub const MAX_IN_FLIGHT: usize = 64;
 
 /// Where and as whom to connect, from `mqtt://host[:port][?client_id=ID]`.
 #[derive(Clone, Debug, PartialEq)]
@@ -134,42 +143,95 @@ pub async fn run(ekko: Ekko, config: BrokerConfig, mut shutdown: watch::Receiver
 
 /// One connection's life. Returns `true` to reconnect.
 ///
-/// PUBACKs go through the client's request queue, which the event loop drains only between
-/// incoming packets; so acks that do not fit yet wait here, in order, instead of blocking the
-/// loop that would drain them (a deadlock) or being dropped.
+/// The event loop only reads: each message is stored by a task of its own (after the previous
+/// message of the same device), and one acknowledging task awaits those tasks in arrival order
+/// and sends each PUBACK. The loop waits for an in-flight slot, never for an acknowledgement, so
+/// it keeps draining the client's request queue that the PUBACKs go through (waiting on them
+/// here would deadlock). When a message could not be stored, acknowledging stops and the session
+/// ends: the broker delivers again what was not acknowledged (resends are de-duplicated).
 async fn session(
     ekko: &Ekko,
     config: &BrokerConfig,
     client: &AsyncClient,
     mut eventloop: EventLoop,
 ) -> bool {
-    let mut unsent: VecDeque<Publish> = VecDeque::new();
-    loop {
-        while let Some(p) = unsent.front() {
-            if client.try_ack(p).is_err() {
-                break;
-            }
-            unsent.pop_front();
-        }
-        match eventloop.poll().await {
+    let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let (stored_tx, stored_rx) = mpsc::unbounded_channel::<(Publish, JoinHandle<Verdict>)>();
+    let (retry_tx, mut retry_rx) = oneshot::channel::<()>();
+    let acker = tokio::spawn(acknowledge_in_order(client.clone(), stored_rx, retry_tx));
+    // The completion of each device's latest message, which its next message waits for.
+    let mut latest: HashMap<String, oneshot::Receiver<()>> = HashMap::new();
+    let again = loop {
+        let event = tokio::select! {
+            // The event loop is dropped right after, so an interrupted poll loses nothing.
+            _ = &mut retry_rx => break true,
+            event = eventloop.poll() => event,
+        };
+        match event {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 tracing::info!(host = %config.host, port = config.port, "MQTT bridge connected; subscribing to {TOPIC_FILTER}");
                 if let Err(e) = client.try_subscribe(TOPIC_FILTER, QoS::AtLeastOnce) {
                     tracing::error!(error = %e, "MQTT: cannot subscribe");
-                    return true;
+                    break true;
                 }
             }
-            Ok(Event::Incoming(Packet::Publish(p))) => match handle(ekko, &p).await {
-                Verdict::Ack => unsent.push_back(p),
-                Verdict::Retry => return true,
-            },
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                let Ok(slot) = slots.clone().acquire_owned().await else {
+                    break true;
+                };
+                if latest.len() > 16 * MAX_IN_FLIGHT {
+                    // Forget the devices whose latest message is stored (at most MAX_IN_FLIGHT
+                    // are not), so the map stays small however many devices publish.
+                    latest.retain(|_, done| {
+                        matches!(done.try_recv(), Err(oneshot::error::TryRecvError::Empty))
+                    });
+                }
+                let (done_tx, done_rx) = oneshot::channel();
+                let previous = latest.insert(p.topic.clone(), done_rx);
+                let ekko = ekko.clone();
+                let message = p.clone();
+                let task = tokio::spawn(async move {
+                    if let Some(previous) = previous {
+                        let _ = previous.await;
+                    }
+                    let verdict = handle(&ekko, &message).await;
+                    let _ = done_tx.send(());
+                    drop(slot);
+                    verdict
+                });
+                if stored_tx.send((p, task)).is_err() {
+                    break true;
+                }
+            }
             Ok(_) => {}
             Err(e) => {
                 tracing::warn!(host = %config.host, port = config.port, error = %e, "MQTT connection failed; retrying");
-                return true;
+                break true;
             }
         }
+    };
+    acker.abort();
+    again
+}
+
+/// Sends the PUBACK of each message once it is stored, in arrival order; at the first message
+/// that could not be stored, stops and asks the session to reconnect.
+async fn acknowledge_in_order(
+    client: AsyncClient,
+    mut stored: mpsc::UnboundedReceiver<(Publish, JoinHandle<Verdict>)>,
+    retry: oneshot::Sender<()>,
+) {
+    while let Some((p, task)) = stored.recv().await {
+        match task.await {
+            Ok(Verdict::Ack) => {
+                if client.ack(&p).await.is_err() {
+                    break;
+                }
+            }
+            Ok(Verdict::Retry) | Err(_) => break,
+        }
     }
+    let _ = retry.send(());
 }
 
 #[cfg(test)]

@@ -1,7 +1,9 @@
 //! SQLite implementation of the Store port.
 
-use std::path::Path;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -44,6 +46,9 @@ pub struct SqliteStore {
     /// Hot writes (tracks, refresh rotation) go through one task that group-commits
     /// concurrent jobs (`writer`).
     group: writer::GroupWriter,
+    /// Grows by one byte per device change, by whichever process made it: its length is the
+    /// change stamp other processes compare (`Store::device_change_stamp`).
+    device_changes: Arc<PathBuf>,
 }
 
 fn backend(e: sqlx::Error) -> StoreError {
@@ -78,6 +83,11 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
+        // Two processes opening a new database at once (`serve` starting while an admin command
+        // runs) would both apply the first migration and one would fail, or one would find the
+        // file locked while the other turns it to WAL: SQLite has no lock for that, so a lock
+        // file next to the database serializes opening, up to the end of the migrations.
+        let opening = lock_for_opening(data_dir).await?;
         // Statement journals (a multi-row INSERT inside a transaction keeps one, so that it can
         // be undone alone) stay in memory instead of spilling to a temporary file.
         let writer = SqlitePoolOptions::new()
@@ -94,11 +104,13 @@ impl SqliteStore {
             .connect_with(opts.read_only(true))
             .await
             .map_err(backend)?;
+        drop(opening);
         let group = writer::GroupWriter::start(writer.clone());
         Ok(SqliteStore {
             writer,
             reader,
             group,
+            device_changes: Arc::new(data_dir.join(format!("{DB_FILE}.device-changes"))),
         })
     }
 
@@ -106,6 +118,24 @@ impl SqliteStore {
         self.reader.close().await;
         self.writer.close().await;
     }
+}
+
+/// Waits for (and holds, until dropped) the lock that serializes opening the database.
+async fn lock_for_opening(data_dir: &Path) -> StoreResult<std::fs::File> {
+    let path = data_dir.join(format!("{DB_FILE}.open-lock"));
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| StoreError::Backend(format!("opening {}: {e}", path.display())))?;
+        file.lock()
+            .map_err(|e| StoreError::Backend(format!("locking {}: {e}", path.display())))?;
+        Ok(file)
+    })
+    .await
+    .map_err(|e| StoreError::Backend(format!("waiting for the database's open lock: {e}")))?
 }
 
 fn track_from_row(r: &SqliteRow) -> StoreResult<Track> {
@@ -126,6 +156,25 @@ fn track_from_row(r: &SqliteRow) -> StoreResult<Track> {
 
 #[async_trait]
 impl Store for SqliteStore {
+    fn announce_device_change(&self) {
+        // An append is seen at once by every process (no fsync: after a crash every process
+        // starts with an empty device cache anyway).
+        let appended = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.device_changes.as_path())
+            .and_then(|mut f| f.write_all(b"."));
+        if let Err(e) = appended {
+            tracing::warn!(file = %self.device_changes.display(), error = %e,
+                "cannot announce a device change; a running `ekko serve` sees it within a second");
+        }
+    }
+
+    fn device_change_stamp(&self) -> u64 {
+        // One stat(2) per lookup, far cheaper than a read through the pool.
+        std::fs::metadata(self.device_changes.as_path()).map_or(0, |m| m.len())
+    }
+
     async fn account_by_id(&self, id: AccountId) -> StoreResult<Option<Account>> {
         sqlx::query("SELECT * FROM accounts WHERE id = ?")
             .bind(id.to_string())
@@ -513,5 +562,34 @@ mod tests {
             }
         }
         assert_eq!(wins, 1);
+    }
+
+    #[tokio::test]
+    async fn a_device_change_announced_by_one_process_moves_the_stamp_every_process_sees() {
+        let (dir, serve) = store().await;
+        let admin = SqliteStore::open(dir.path()).await.unwrap();
+        let before = serve.device_change_stamp();
+        assert_eq!(before, admin.device_change_stamp());
+        admin.announce_device_change();
+        let after = serve.device_change_stamp();
+        assert_ne!(after, before);
+        serve.announce_device_change();
+        assert_ne!(admin.device_change_stamp(), after);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn processes_opening_a_new_database_at_once_all_succeed() {
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
+            let opens: Vec<_> = (0..4)
+                .map(|_| {
+                    let path = dir.path().to_owned();
+                    tokio::spawn(async move { SqliteStore::open(&path).await.map(|_| ()) })
+                })
+                .collect();
+            for open in opens {
+                open.await.unwrap().unwrap();
+            }
+        }
     }
 }
