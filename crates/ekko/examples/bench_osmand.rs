@@ -289,7 +289,7 @@ async fn main() -> anyhow::Result<()> {
          one keep-alive connection per device and one request in flight on each, as the Traccar Client app sends; \
          every report is one record, answered 200 only after its group commit (one SQLite transaction and one fsync \
          shared by the requests waiting at the single writer, `synchronous=FULL`); {} cores, shared with the load \
-         generator and, on this machine, with another engineer's builds; CPU = CPU time over wall time, 100% = one core).\n\n\
+         generator (and whatever else the machine runs: see the notes); CPU = CPU time over wall time, 100% = one core).\n\n\
          | path | connections | records | time | records/s | p50 answer | p99 answer | server CPU | load generator CPU |\n\
          |---|---|---|---|---|---|---|---|---|\n{}\n\
          <!-- osmand:end -->\n",

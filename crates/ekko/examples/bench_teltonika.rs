@@ -241,7 +241,7 @@ async fn main() -> anyhow::Result<()> {
          {runs_n} runs, each on a fresh database and server, the run with the median and the best rate shown; \
          one packet in flight per connection; the packets waiting at the single writer are group-committed \
          (one SQLite transaction and one fsync, `synchronous=FULL`), each acknowledged after that commit; {} cores, \
-         shared with the load generator and, on this machine, with another engineer's builds; \
+         shared with the load generator (and whatever else the machine runs: see the notes); \
          CPU = CPU time over wall time, 100% = one core).\n\n\
          | path | connections | records/packet | records | time | records/s | p50 ack | p99 ack | server CPU | load generator CPU |\n\
          |---|---|---|---|---|---|---|---|---|---|\n{row}\n\n\
