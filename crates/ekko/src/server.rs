@@ -63,9 +63,14 @@ pub fn ensure_data_dir(dir: &Path) -> Result<()> {
 /// Opens the domain on a data directory (as the admin CLI does, and `serve` too).
 pub async fn open_domain(data_dir: &Path) -> Result<(Ekko, SqliteStore)> {
     ensure_data_dir(data_dir)?;
+    let is_new = !data_dir.join(ekko_store::sqlite::DB_FILE).exists();
     let store = SqliteStore::open(data_dir)
         .await
         .with_context(|| format!("opening the database in {}", data_dir.display()))?;
+    if is_new {
+        // Said out loud: a mistyped --data-dir otherwise looks like a database that lost its data.
+        tracing::info!(data_dir = %data_dir.display(), "created a new, empty Ekko database");
+    }
     let ekko = Ekko::new(Arc::new(store.clone()), Arc::new(InProcessBus::default()));
     Ok((ekko, store))
 }

@@ -527,3 +527,23 @@ fn group_and_vehicle_commands_act_with_the_accounts_rights() {
     let groups = out(&run(&["group", "list", "--account", "temp@example.com"]));
     assert!(!groups.contains("Depot"), "{groups}");
 }
+
+#[test]
+fn a_command_on_a_directory_without_a_database_says_it_created_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("mistyped");
+    let d = d.to_str().unwrap();
+    let first = ekko(&["device", "pending", "--data-dir", d]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(
+        stderr(&first).contains("created a new, empty Ekko database"),
+        "{}",
+        stderr(&first)
+    );
+    let again = ekko(&["device", "pending", "--data-dir", d]);
+    assert!(
+        !stderr(&again).contains("created a new"),
+        "{}",
+        stderr(&again)
+    );
+}
