@@ -1,8 +1,11 @@
-//! CloudConnect webhook bodies: `cloudconnect::decode_batch`, plus the field-value reader
-//! (`decode::decode_value`, every type) and the field dictionary on the raw bytes.
+//! CloudConnect webhook bodies: `cloudconnect::decode_batch` (which must agree with the
+//! reference decoder, `decode::decode_batch_reference`, on every body), plus the field-value
+//! reader (`decode::decode_value`, every type) and the field dictionary on the raw bytes.
 #![no_main]
 
-use ekko_gateway::cloudconnect::decode::{FieldType, decode_value, field_type};
+use ekko_gateway::cloudconnect::decode::{
+    FieldType, decode_batch_reference, decode_value, field_type,
+};
 use ekko_gateway::cloudconnect::decode_batch;
 use libfuzzer_sys::fuzz_target;
 
@@ -25,7 +28,9 @@ fuzz_target!(|data: &[u8]| {
 });
 
 fn check_batch(body: &[u8]) {
-    let Ok(batch) = decode_batch(body) else {
+    let decoded = decode_batch(body);
+    assert_eq!(decoded, decode_batch_reference(body), "the fast path disagrees");
+    let Ok(batch) = decoded else {
         return;
     };
     // Every accepted or skipped event names its position in the array, in order.

@@ -140,7 +140,7 @@ impl Ekko {
 
     /// May `integration` push data for `imei`? Only for a device its account manages (the
     /// manager role on the device's group); unknown and foreign devices are refused alike (an
-    /// unknown one is also recorded as pending).
+    /// unknown one is also recorded as pending), and a suspended one is refused too.
     pub async fn authorize_integration_device(
         &self,
         integration: &IntegrationCaller,
@@ -178,7 +178,15 @@ impl Ekko {
                 None => false,
             };
             verdicts.push(if allowed {
-                Ok(())
+                match device {
+                    // Refused here, before anything of the batch is stored, rather than midway.
+                    Some(d) if d.status == crate::fleet::DeviceStatus::Suspended => {
+                        Err(DomainError::Forbidden(format!(
+                            "device {imei} is suspended: its data is refused until a manager sets its status back to active"
+                        )))
+                    }
+                    _ => Ok(()),
+                }
             } else {
                 if device.is_none() {
                     self.record_unknown_device(imei, protocol).await;

@@ -180,3 +180,41 @@ async fn a_resent_batch_does_not_store_its_tracks_twice() {
     }
     assert_eq!(tracks_of(&t, IMEI).await.len(), 2);
 }
+
+#[tokio::test]
+async fn a_batch_naming_a_suspended_device_is_refused_before_anything_is_stored() {
+    const SUSPENDED: &str = "353918057329613";
+    let t = common::start().await;
+    let secret = secret(&t).await;
+    let (ekko, store) = ekko::server::open_domain(t.dir.path()).await.unwrap();
+    ekko.create_device(SUSPENDED, EMAIL).await.unwrap();
+    store.close().await;
+    let token = t.token().await;
+    let (status, answer) = t
+        .graphql(
+            Some(&token),
+            &format!(r#"mutation {{ device_update(id: "{SUSPENDED}", status: "suspended") {{ status }} }}"#),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let presence = json!({"meta": {"account": "municio", "event": "presence"},
+        "payload": {"id": 2, "asset": SUSPENDED, "type": "connect", "time": "2015-05-22T17:29:48Z"}});
+    for body in [
+        json!([track(IMEI, "2015-05-22T17:29:47Z"), presence]),
+        json!([
+            track(IMEI, "2015-05-22T17:29:47Z"),
+            track(SUSPENDED, "2015-05-22T17:29:48Z")
+        ]),
+    ] {
+        let (status, answer) = post(&t, Some(&secret), &body).await;
+        assert_eq!(status, 403, "{answer}");
+        assert_eq!(answer["errors"][0]["index"], 1, "{answer}");
+        let detail = answer["errors"][0]["detail"].as_str().unwrap();
+        assert!(detail.contains("suspended"), "{detail}");
+        assert!(
+            tracks_of(&t, IMEI).await.is_empty(),
+            "nothing of the batch is stored"
+        );
+    }
+}

@@ -37,7 +37,8 @@ async fn start_bridged() -> TestServer {
 /// Publishes with QoS 1 and waits for the broker's PUBACK.
 async fn publish(topic: &str, payload: &str) {
     let mut o = MqttOptions::new(unique("ekko-test-pub"), "127.0.0.1", 1883);
-    o.set_keep_alive(Duration::from_secs(5));
+    o.set_keep_alive(Duration::from_secs(5))
+        .set_max_packet_size(4 << 20, 4 << 20);
     let (client, mut events) = AsyncClient::new(o, 10);
     client
         .publish(topic, QoS::AtLeastOnce, false, payload.as_bytes().to_vec())
@@ -197,5 +198,47 @@ async fn a_devices_messages_are_stored_in_the_order_they_were_published() {
     assert!(
         in_order,
         "every message stored, each device's in publish order"
+    );
+}
+
+#[tokio::test]
+async fn an_oversized_message_is_refused_without_stalling_the_bridge() {
+    if !broker_up() {
+        return;
+    }
+    // A device of this test only: the other tests' bridges (same broker) do not store it.
+    const DEVICE: &str = "353918057329613";
+    let t = start_bridged().await;
+    let (ekko, store) = ekko::server::open_domain(t.dir.path()).await.unwrap();
+    ekko.create_device(DEVICE, common::EMAIL).await.unwrap();
+    store.close().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let topic = format!("devices/{DEVICE}/tracks");
+    // Over the bridge's 1 MiB payload limit (the broker takes it): before, the bridge could
+    // not read the packet, dropped the connection, and got it again at every reconnection.
+    let oversized = format!(
+        r#"{{"fields": {{"BLOB": "{}"}}}}"#,
+        "x".repeat(ekko_gateway::mqtt::bridge::MAX_PAYLOAD)
+    );
+    publish(&topic, &oversized).await;
+    publish(&topic, r#"{"fields": {"AFTER": 1}}"#).await;
+    let dir = t.dir.path().to_path_buf();
+    let stored = eventually(|| {
+        let dir = dir.clone();
+        async move {
+            let (ekko, store) = ekko::server::open_domain(&dir).await.unwrap();
+            let n = ekko
+                .store()
+                .recent_tracks(&Imei::parse(DEVICE).unwrap(), 10)
+                .await
+                .unwrap();
+            store.close().await;
+            n.len() == 1 && n[0].fields.iter().any(|f| f.name == "AFTER")
+        }
+    })
+    .await;
+    assert!(
+        stored,
+        "the message after the oversized one is stored, and only it"
     );
 }

@@ -10,6 +10,7 @@ use ekko_core::notification::{
 };
 use ekko_core::time::{Timestamp, from_unix_ms};
 use ekko_core::track::{Coordinates, MAX_FIELDS_PER_RECORD, TrackRecord};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// Most events one webhook request may carry.
@@ -188,7 +189,35 @@ pub enum DecodeError {
 }
 
 /// Decodes a webhook body. Any malformed event refuses the whole batch (every error is listed).
+///
+/// Track events take a fast path (`fast_track`); every other event, and any track event that
+/// path is unsure of, goes through the reference decoder. The result is always the one
+/// [`decode_batch_reference`] gives.
 pub fn decode_batch(body: &[u8]) -> Result<Batch, DecodeError> {
+    let Ok(items) = serde_json::from_slice::<Vec<&RawValue>>(body) else {
+        // Not an array of JSON values: the reference decoder words the error.
+        return decode_batch_reference(body);
+    };
+    check_count(items.len())?;
+    let mut decoded = Vec::with_capacity(items.len());
+    for raw in items {
+        let event = match super::fast_track::decode(raw.get()) {
+            Some(event) => Ok(Some(event)),
+            None => match serde_json::from_str::<Value>(raw.get()) {
+                Ok(item) => decode_event(&item),
+                Err(_) => return decode_batch_reference(body),
+            },
+        };
+        decoded.push(event);
+    }
+    collect(decoded)
+}
+
+/// The reference decoder: every event read through a `serde_json::Value`. [`decode_batch`]
+/// gives the same result faster; this one is public so that tests and the fuzz target can
+/// check that.
+#[doc(hidden)]
+pub fn decode_batch_reference(body: &[u8]) -> Result<Batch, DecodeError> {
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| DecodeError::Body(format!("the body is not JSON: {e}")))?;
     let Value::Array(items) = value else {
@@ -196,16 +225,25 @@ pub fn decode_batch(body: &[u8]) -> Result<Batch, DecodeError> {
             "the body must be a JSON array of events ({meta: {account, event}, payload})".into(),
         ));
     };
-    if items.len() > MAX_EVENTS {
+    check_count(items.len())?;
+    collect(items.iter().map(decode_event).collect())
+}
+
+fn check_count(events: usize) -> Result<(), DecodeError> {
+    if events > MAX_EVENTS {
         return Err(DecodeError::Body(format!(
-            "a request may carry at most {MAX_EVENTS} events, this one has {}",
-            items.len()
+            "a request may carry at most {MAX_EVENTS} events, this one has {events}"
         )));
     }
+    Ok(())
+}
+
+/// The batch from each event's outcome, in array order.
+fn collect(decoded: Vec<Result<Option<Event>, Outcome>>) -> Result<Batch, DecodeError> {
     let mut batch = Batch::default();
     let mut errors = Vec::new();
-    for (index, item) in items.iter().enumerate() {
-        match decode_event(item) {
+    for (index, outcome) in decoded.into_iter().enumerate() {
+        match outcome {
             Ok(Some(event)) => batch.events.push((index, event)),
             Ok(None) => {}
             Err(Outcome::Skip(reason)) => batch.skipped.push(Skipped { index, reason }),

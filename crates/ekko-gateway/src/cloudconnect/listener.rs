@@ -153,8 +153,14 @@ async fn ingest(
         match result {
             Ok(n) => stored += n,
             Err(e) => {
-                // Events before this one are stored (each commit is durable on its own).
+                // Events before this one are stored (each commit is durable on its own), so
+                // the answer must not look like a refused batch (400/403: nothing stored):
+                // 503 for storage trouble, 409 for a device that changed (suspended, moved,
+                // deleted) after the batch was authorized.
                 let mut p = Problem::from(e);
+                if p.status != StatusCode::SERVICE_UNAVAILABLE {
+                    p.status = StatusCode::CONFLICT;
+                }
                 p.detail = format!(
                     "event {at} was not stored: {}; the {stored} event(s) before it (of {total}) were stored",
                     p.detail

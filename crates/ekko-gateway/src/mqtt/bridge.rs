@@ -6,11 +6,17 @@
 //! many devices share the store's group commits instead of paying one commit each; but a
 //! device's messages are stored one after the other, in the order they arrived, and the PUBACKs
 //! leave in the order the messages arrived (as MQTT requires of QoS 1 acknowledgements).
+//!
+//! A record without `recorded_at` is stamped with its message's reception time; a redelivery
+//! (DUP set) of a message received earlier by this process gets the same time again
+//! ([`ReceptionTimes`]), so that it is recognised as already stored.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
+use ekko_core::time::Timestamp;
 use ekko_core::{DomainError, Ekko};
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS};
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
@@ -18,8 +24,16 @@ use tokio::task::JoinHandle;
 
 use super::decode::{TOPIC_FILTER, decode_payload, imei_from_topic};
 
-/// Largest MQTT packet accepted from the broker.
-pub const MAX_PACKET: usize = 1024 * 1024;
+/// Largest payload stored; a larger message is acknowledged and dropped (logged).
+pub const MAX_PAYLOAD: usize = 1024 * 1024;
+/// Largest packet read from the broker: MQTT's own maximum. MQTT 3.1.1 cannot tell the broker
+/// a smaller one, and a packet the client refuses to read breaks the connection, after which
+/// the broker (keeping the session) delivers it again: one oversized message would stall the
+/// bridge for good. So every packet is read, and oversized payloads are refused after.
+pub const MAX_INCOMING_PACKET: usize = 268_435_455;
+const MAX_OUTGOING_PACKET: usize = 64 * 1024;
+/// How many recent messages' reception times are remembered for redeliveries.
+const RECEPTION_TIMES: usize = 4096;
 /// The protocol name recorded for pending devices.
 pub const PROTOCOL: &str = "mqtt";
 const DEFAULT_CLIENT_ID: &str = "ekko-bridge";
@@ -76,7 +90,7 @@ impl BrokerConfig {
         o.set_keep_alive(Duration::from_secs(30))
             .set_clean_session(false)
             .set_manual_acks(true)
-            .set_max_packet_size(MAX_PACKET, MAX_PACKET);
+            .set_max_packet_size(MAX_INCOMING_PACKET, MAX_OUTGOING_PACKET);
         o
     }
 }
@@ -89,7 +103,40 @@ enum Verdict {
     Retry,
 }
 
-async fn handle(ekko: &Ekko, p: &Publish) -> Verdict {
+/// When each recent message was first received, so that a redelivery (the broker sets DUP)
+/// stamps its records without `recorded_at` with the same time as the first delivery did, and
+/// the store recognises them as already stored. Bounded; kept across reconnections, not across
+/// restarts of Ekko.
+#[derive(Default)]
+struct ReceptionTimes {
+    times: HashMap<(String, u64), Timestamp>,
+    order: VecDeque<(String, u64)>,
+}
+
+impl ReceptionTimes {
+    fn stamp(&mut self, p: &Publish) -> Timestamp {
+        let mut hasher = std::hash::DefaultHasher::new();
+        p.payload.hash(&mut hasher);
+        let key = (p.topic.clone(), hasher.finish());
+        if p.dup
+            && let Some(first) = self.times.get(&key)
+        {
+            return *first;
+        }
+        let now = ekko_core::time::now_ms();
+        if self.times.insert(key.clone(), now).is_none() {
+            self.order.push_back(key);
+            if self.order.len() > RECEPTION_TIMES
+                && let Some(oldest) = self.order.pop_front()
+            {
+                self.times.remove(&oldest);
+            }
+        }
+        now
+    }
+}
+
+async fn handle(ekko: &Ekko, p: &Publish, received_at: Timestamp) -> Verdict {
     let imei = match imei_from_topic(&p.topic) {
         Ok(i) => i,
         Err(e) => {
@@ -97,7 +144,11 @@ async fn handle(ekko: &Ekko, p: &Publish) -> Verdict {
             return Verdict::Ack;
         }
     };
-    let records = match decode_payload(&imei, &p.payload, ekko_core::time::now_ms()) {
+    if p.payload.len() > MAX_PAYLOAD {
+        tracing::warn!(%imei, bytes = p.payload.len(), "MQTT: refused a message over {MAX_PAYLOAD} bytes");
+        return Verdict::Ack;
+    }
+    let records = match decode_payload(&imei, &p.payload, received_at) {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(%imei, error = %e, "MQTT: refused a malformed message");
@@ -124,10 +175,11 @@ async fn handle(ekko: &Ekko, p: &Publish) -> Verdict {
 
 /// Runs the bridge until `shutdown` turns true, reconnecting after failures.
 pub async fn run(ekko: Ekko, config: BrokerConfig, mut shutdown: watch::Receiver<bool>) {
+    let mut reception_times = ReceptionTimes::default();
     loop {
         let (client, eventloop) = AsyncClient::new(config.options(), 1024);
         let again = tokio::select! {
-            again = session(&ekko, &config, &client, eventloop) => again,
+            again = session(&ekko, &config, &client, eventloop, &mut reception_times) => again,
             _ = shutdown.wait_for(|stop| *stop) => false,
         };
         let _ = client.disconnect().await;
@@ -154,13 +206,16 @@ async fn session(
     config: &BrokerConfig,
     client: &AsyncClient,
     mut eventloop: EventLoop,
+    reception_times: &mut ReceptionTimes,
 ) -> bool {
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let (stored_tx, stored_rx) = mpsc::unbounded_channel::<(Publish, JoinHandle<Verdict>)>();
     let (retry_tx, mut retry_rx) = oneshot::channel::<()>();
     let acker = tokio::spawn(acknowledge_in_order(client.clone(), stored_rx, retry_tx));
-    // The completion of each device's latest message, which its next message waits for.
-    let mut latest: HashMap<String, oneshot::Receiver<()>> = HashMap::new();
+    // The outcome of each device's latest message (stored or not), which its next message
+    // waits for: after a failure, the later messages are not stored either, so that the
+    // redelivery keeps the device's order.
+    let mut latest: HashMap<String, oneshot::Receiver<bool>> = HashMap::new();
     let again = loop {
         let event = tokio::select! {
             // The event loop is dropped right after, so an interrupted poll loses nothing.
@@ -182,20 +237,35 @@ async fn session(
                 if latest.len() > 16 * MAX_IN_FLIGHT {
                     // Forget the devices whose latest message is stored (at most MAX_IN_FLIGHT
                     // are not), so the map stays small however many devices publish.
-                    latest.retain(|_, done| {
-                        matches!(done.try_recv(), Err(oneshot::error::TryRecvError::Empty))
+                    latest.retain(|_, done| match done.try_recv() {
+                        Err(oneshot::error::TryRecvError::Empty) => true,
+                        Ok(true) => false,
+                        // Not stored: the device's later messages must not go ahead of its
+                        // redelivery, so the failure is remembered.
+                        Ok(false) | Err(oneshot::error::TryRecvError::Closed) => {
+                            let (failed, outcome) = oneshot::channel();
+                            let _ = failed.send(false);
+                            *done = outcome;
+                            true
+                        }
                     });
                 }
                 let (done_tx, done_rx) = oneshot::channel();
                 let previous = latest.insert(p.topic.clone(), done_rx);
                 let ekko = ekko.clone();
                 let message = p.clone();
+                let received_at = reception_times.stamp(&p);
                 let task = tokio::spawn(async move {
-                    if let Some(previous) = previous {
-                        let _ = previous.await;
-                    }
-                    let verdict = handle(&ekko, &message).await;
-                    let _ = done_tx.send(());
+                    let previous_stored = match previous {
+                        Some(previous) => previous.await == Ok(true),
+                        None => true,
+                    };
+                    let verdict = if previous_stored {
+                        handle(&ekko, &message, received_at).await
+                    } else {
+                        Verdict::Retry
+                    };
+                    let _ = done_tx.send(matches!(verdict, Verdict::Ack));
                     drop(slot);
                     verdict
                 });
@@ -211,6 +281,9 @@ async fn session(
         }
     };
     acker.abort();
+    // Let the stores under way finish before the next session starts, so that they cannot
+    // interleave with the redelivered messages.
+    let _ = slots.acquire_many(MAX_IN_FLIGHT as u32).await;
     again
 }
 
@@ -237,6 +310,32 @@ async fn acknowledge_in_order(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_redelivery_is_stamped_with_the_time_of_the_first_delivery() {
+        let mut times = ReceptionTimes::default();
+        let first = Publish::new("devices/359881234567899/tracks", QoS::AtLeastOnce, "{}");
+        let at = times.stamp(&first);
+        std::thread::sleep(Duration::from_millis(5));
+        let mut again = first.clone();
+        again.dup = true;
+        assert_eq!(times.stamp(&again), at);
+        // The same payload sent anew (not a redelivery) is a new record with its own time.
+        assert!(times.stamp(&first) > at);
+        let mut other = Publish::new("devices/356307042441013/tracks", QoS::AtLeastOnce, "{}");
+        other.dup = true;
+        assert!(times.stamp(&other) > at, "another device's message");
+    }
+
+    #[test]
+    fn reception_times_are_bounded() {
+        let mut times = ReceptionTimes::default();
+        for i in 0..RECEPTION_TIMES + 10 {
+            times.stamp(&Publish::new("t", QoS::AtLeastOnce, i.to_string()));
+        }
+        assert_eq!(times.times.len(), RECEPTION_TIMES);
+        assert_eq!(times.order.len(), RECEPTION_TIMES);
+    }
 
     #[test]
     fn broker_urls_parse_with_defaults() {
