@@ -189,6 +189,31 @@ fn the_fast_path_agrees_with_the_reference_decoder_on_every_body() {
         .iter()
         .map(|b| b.to_vec()),
     );
+    // Values in keys the fast path ignores that serde_json only checks when it builds a
+    // `Value` (the first was found by the fuzz target).
+    let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+    let long = "9".repeat(400);
+    for extra in [
+        r#""connection_id":343884097E53235456"#,
+        r#""connection_id":1e999"#,
+        r#""connection_id":1.5e3"#,
+        r#""note":"\ud800""#,
+        r#""note":"\u00e9""#,
+        &format!(r#""nested":{deep}"#),
+        &format!(r#""big":{long}"#),
+        r#""small":-0.000001"#,
+    ] {
+        bodies.push(
+            format!(
+                r#"[{{"meta":{{"event":"track"}},"payload":{{"asset":"359881234567899","recorded_at":"2026-12-04T08:00:00Z",{extra}}}}}]"#
+            )
+            .into_bytes(),
+        );
+    }
+    bodies.push(
+        include_bytes!("../../../fuzz/regressions/cloudconnect/ignored-number-out-of-range.json")
+            .to_vec(),
+    );
     for body in &bodies {
         let fast = decode_batch(body);
         let reference = decode_batch_reference(body);
