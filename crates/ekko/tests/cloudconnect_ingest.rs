@@ -3,7 +3,6 @@
 mod common;
 
 use common::{EMAIL, IMEI, OTHER_IMEI, TestServer};
-use ekko_core::Imei;
 use serde_json::{Value, json};
 
 /// A valid IMEI that no account registered.
@@ -31,14 +30,7 @@ async fn post(t: &TestServer, secret: Option<&str>, body: &Value) -> (u16, Value
 }
 
 async fn tracks_of(t: &TestServer, imei: &str) -> Vec<ekko_core::track::Track> {
-    let (ekko, store) = ekko::server::open_domain(t.dir.path()).await.unwrap();
-    let tracks = ekko
-        .store()
-        .recent_tracks(&Imei::parse(imei).unwrap(), 100)
-        .await
-        .unwrap();
-    store.close().await;
-    tracks
+    common::stored_tracks(t.dir.path(), imei).await
 }
 
 async fn pending(t: &TestServer) -> Vec<ekko_core::integration::PendingDevice> {

@@ -6,7 +6,6 @@ mod common;
 use std::time::Duration;
 
 use common::{IMEI, TestServer};
-use ekko_core::Imei;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
 const BROKER: &str = "127.0.0.1:1883";
@@ -90,13 +89,7 @@ async fn tracks_published_on_the_device_topic_are_stored() {
     let stored = eventually(|| {
         let dir = dir.clone();
         async move {
-            let (ekko, store) = ekko::server::open_domain(&dir).await.unwrap();
-            let n = ekko
-                .store()
-                .recent_tracks(&Imei::parse(IMEI).unwrap(), 10)
-                .await
-                .unwrap();
-            store.close().await;
+            let n = common::stored_tracks(&dir, IMEI).await;
             n.len() == 2
                 && n[1].coordinates.is_some()
                 && n[1].fields.iter().any(|f| f.name == "GPS_SPEED")
@@ -178,19 +171,13 @@ async fn a_devices_messages_are_stored_in_the_order_they_were_published() {
     let in_order = eventually(|| {
         let dir = dir.clone();
         async move {
-            let (ekko, store) = ekko::server::open_domain(&dir).await.unwrap();
             let mut ok = true;
             for imei in [IMEI, common::OTHER_IMEI] {
-                let tracks = ekko
-                    .store()
-                    .recent_tracks(&Imei::parse(imei).unwrap(), 1000)
-                    .await
-                    .unwrap();
+                let tracks = common::stored_tracks(&dir, imei).await;
                 // Newest recorded first: the ids must descend with it.
                 ok &= tracks.len() == PER_DEVICE as usize
                     && tracks.windows(2).all(|w| w[0].id > w[1].id);
             }
-            store.close().await;
             ok
         }
     })
@@ -226,13 +213,7 @@ async fn an_oversized_message_is_refused_without_stalling_the_bridge() {
     let stored = eventually(|| {
         let dir = dir.clone();
         async move {
-            let (ekko, store) = ekko::server::open_domain(&dir).await.unwrap();
-            let n = ekko
-                .store()
-                .recent_tracks(&Imei::parse(DEVICE).unwrap(), 10)
-                .await
-                .unwrap();
-            store.close().await;
+            let n = common::stored_tracks(&dir, DEVICE).await;
             n.len() == 1 && n[0].fields.iter().any(|f| f.name == "AFTER")
         }
     })

@@ -227,3 +227,16 @@ pub const TRACK_SUBSCRIPTION: &str = r#"subscription($ids: [ID!]!) {
     ... on Track { id recorded_at received_at coordinates { lat lng time } fields { name value coordinates { lat lng time } } }
   }
 }"#;
+
+/// A device's stored tracks (newest first, at most 1000), read through a second handle on the
+/// server's data directory, as an admin command would.
+pub async fn stored_tracks(dir: &std::path::Path, imei: &str) -> Vec<ekko_core::track::Track> {
+    let (ekko, store) = server::open_domain(dir).await.unwrap();
+    let tracks = ekko
+        .store()
+        .recent_tracks(&ekko_core::Imei::parse(imei).unwrap(), 1000)
+        .await
+        .unwrap();
+    store.close().await;
+    tracks
+}
